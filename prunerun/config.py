@@ -1,0 +1,191 @@
+"""Dataclass schemas for every config section, registered in Hydra's ConfigStore.
+
+OmegaConf checks types when a config is composed (``prune.fraction=abc`` fails there);
+``__post_init__`` checks ranges and choices when :func:`to_config` turns the composed
+config into these objects, which the runner does before any work starts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from prunerun.errors import UserError
+
+NORMALIZATIONS = ("none", "l1", "l2")
+SELECTIONS = ("global", "per_layer")
+SPLITS = ("train", "val", "test")
+BN_MODES = ("eval", "train")
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise UserError(message)
+
+
+def _check_choice(value: str, choices: tuple[str, ...], key: str) -> None:
+    _check(value in choices, f"{key}={value!r} is not one of {', '.join(choices)}")
+
+
+@dataclass
+class DatasetConfig:
+    """A dataset and its split sizes; ``-1`` takes the rest (train) or the official split (test)."""
+
+    name: str = MISSING
+    root: str = MISSING
+    download: bool = False
+    train_size: int = -1
+    val_size: int = 0
+    test_size: int = -1
+
+    def __post_init__(self) -> None:
+        _check(self.val_size >= 0, f"dataset.val_size={self.val_size} must be >= 0")
+        for key in ("train_size", "test_size"):
+            value = getattr(self, key)
+            _check(value == -1 or value > 0, f"dataset.{key}={value} must be > 0, or -1 for all")
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+
+
+@dataclass
+class ScorerConfig:
+    """Criterion that ranks units; low saliency is pruned first."""
+
+    name: str = MISSING
+
+
+@dataclass
+class ScheduleConfig:
+    """When and how much to prune: ``one_shot`` or ``iterative`` (Molchanov et al. 2017, §2)."""
+
+    name: str = MISSING
+    units_per_step: int = 1
+    finetune_steps: int = 30
+    final_finetune_steps: int = 300
+
+    def __post_init__(self) -> None:
+        _check(self.units_per_step >= 1, f"schedule.units_per_step={self.units_per_step} must be >= 1")
+        _check(self.finetune_steps >= 0, f"schedule.finetune_steps={self.finetune_steps} must be >= 0")
+        _check(
+            self.final_finetune_steps >= 0,
+            f"schedule.final_finetune_steps={self.final_finetune_steps} must be >= 0",
+        )
+
+
+@dataclass
+class TrainConfig:
+    """Dense training with SGD; ``steps`` counts minibatch updates."""
+
+    steps: int = 2000
+    batch_size: int = 32
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    eval_every: int = 250
+    eval_batch_size: int = 500
+
+    def __post_init__(self) -> None:
+        _check(self.steps >= 0, f"train.steps={self.steps} must be >= 0")
+        for key in ("batch_size", "eval_every", "eval_batch_size"):
+            _check(getattr(self, key) >= 1, f"train.{key}={getattr(self, key)} must be >= 1")
+        _check(self.lr > 0, f"train.lr={self.lr} must be > 0")
+        _check(0 <= self.momentum < 1, f"train.momentum={self.momentum} must be in [0, 1)")
+        _check(self.weight_decay >= 0, f"train.weight_decay={self.weight_decay} must be >= 0")
+
+
+@dataclass
+class PruneConfig:
+    """What fraction of units to remove, how to rank them and how to remove them."""
+
+    fraction: float = 0.5
+    mean_replacement: bool = False
+    normalization: str = "l2"
+    selection: str = "global"
+    score_batches: int = 8
+    lr: float = 0.01
+
+    def __post_init__(self) -> None:
+        _check(
+            0 <= self.fraction < 1,
+            f"prune.fraction={self.fraction} is outside [0, 1): give the fraction of units to remove, e.g. prune.fraction=0.3",
+        )
+        _check_choice(self.normalization, NORMALIZATIONS, "prune.normalization")
+        _check_choice(self.selection, SELECTIONS, "prune.selection")
+        _check(self.score_batches >= 1, f"prune.score_batches={self.score_batches} must be >= 1")
+        _check(self.lr > 0, f"prune.lr={self.lr} must be > 0")
+
+
+@dataclass
+class MeasureConfig:
+    """Pruning penalties measured on a copy of the model during dense training (MRP paper §4)."""
+
+    every: int = 100
+    scorers: list[str] = field(default_factory=lambda: ["taylor", "mrs", "weight", "activation_mean", "random"])
+    fractions: list[float] = field(default_factory=lambda: [0.1])
+    layers: list[str] = field(default_factory=lambda: ["all"])
+    subset: int = 1000
+    split: str = "train"
+    batch_size: int = 500
+    finetune_steps: int = 0
+    finetune_lr: float = 1e-3
+    bn_mode: str = "eval"
+
+    def __post_init__(self) -> None:
+        _check(self.every >= 0, f"measure.every={self.every} must be >= 0 (0 turns measuring off)")
+        for f in self.fractions:
+            _check(0 < f < 1, f"measure.fractions has {f}: every fraction must lie in (0, 1)")
+        _check(self.subset >= 1, f"measure.subset={self.subset} must be >= 1")
+        _check_choice(self.split, SPLITS, "measure.split")
+        _check(self.batch_size >= 1, f"measure.batch_size={self.batch_size} must be >= 1")
+        _check(self.finetune_steps >= 0, f"measure.finetune_steps={self.finetune_steps} must be >= 0")
+        _check(self.finetune_lr > 0, f"measure.finetune_lr={self.finetune_lr} must be > 0")
+        _check_choice(self.bn_mode, BN_MODES, "measure.bn_mode")
+
+
+@dataclass
+class Config:
+    dataset: DatasetConfig = MISSING
+    model: ModelConfig = MISSING
+    scorer: ScorerConfig = MISSING
+    schedule: ScheduleConfig = MISSING
+    train: TrainConfig = field(default_factory=TrainConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    measure: MeasureConfig = field(default_factory=MeasureConfig)
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        _check(
+            self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+            f"device={self.device!r} is not one of auto, cpu, cuda, cuda:N",
+        )
+
+
+def register_configs() -> None:
+    """Store the schemas; each group file names its schema first in its defaults list."""
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=Config)
+    cs.store(group="schema/dataset", name="base", node=DatasetConfig)
+    cs.store(group="schema/model", name="base", node=ModelConfig)
+    cs.store(group="schema/scorer", name="base", node=ScorerConfig)
+    cs.store(group="schema/schedule", name="base", node=ScheduleConfig)
+
+
+def to_config(cfg: DictConfig | Any) -> Config:
+    """Composed config → validated :class:`Config` (raises :class:`UserError` on a bad value)."""
+    if isinstance(cfg, Config):
+        return cfg
+    try:
+        return OmegaConf.to_object(cfg)
+    except UserError:
+        raise
+    except Exception as err:  # OmegaConf wraps our errors raised inside __post_init__
+        cause = err.__cause__ or err.__context__
+        if isinstance(cause, UserError):
+            raise cause from None
+        raise UserError(f"invalid config: {err}".splitlines()[0]) from None

@@ -1,0 +1,75 @@
+"""Dataset registry: ``dataset=NAME`` selects a builder ``(DatasetConfig, seed) -> DataSplits``."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch.utils.data import TensorDataset
+
+from prunerun.errors import UserError
+
+
+@dataclass
+class DataSplits:
+    train: TensorDataset
+    val: TensorDataset
+    test: TensorDataset
+    num_classes: int
+    input_shape: tuple[int, ...]
+
+    def split(self, name: str) -> TensorDataset:
+        return getattr(self, name)
+
+
+DatasetBuilder = Callable[..., DataSplits]
+DATASETS: dict[str, DatasetBuilder] = {}
+
+
+def register_dataset(name: str) -> Callable[[DatasetBuilder], DatasetBuilder]:
+    def decorator(builder: DatasetBuilder) -> DatasetBuilder:
+        DATASETS[name] = builder
+        return builder
+
+    return decorator
+
+
+def list_datasets() -> list[str]:
+    return sorted(DATASETS)
+
+
+def build_dataset(cfg, seed: int) -> DataSplits:
+    """Load dataset ``cfg.name`` and split it with ``seed``."""
+    if cfg.name not in DATASETS:
+        raise UserError(f"unknown dataset {cfg.name!r}; choose one of: {', '.join(list_datasets())}")
+    return DATASETS[cfg.name](cfg, seed)
+
+
+def stratified_order(labels: torch.Tensor, seed: int) -> torch.Tensor:
+    """A seeded permutation in which every class is spread evenly: any contiguous chunk of it
+    holds the classes in (nearly) their overall proportions."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = labels.cpu()
+    key = torch.empty(len(labels), dtype=torch.float64)
+    for label in labels.unique():
+        members = (labels == label).nonzero().flatten()
+        members = members[torch.randperm(len(members), generator=generator)]
+        key[members] = (torch.arange(len(members), dtype=torch.float64) + 0.5) / len(members)
+    # ties between classes at the same key are broken by a random class order
+    jitter = torch.rand(len(labels), generator=generator, dtype=torch.float64) * 1e-9
+    return torch.argsort(key + jitter, stable=True)
+
+
+def split_sizes(total: int, train: int, val: int, test: int) -> tuple[int, int, int]:
+    """Resolve ``-1`` (the rest) and check the sizes fit in ``total`` examples."""
+    fixed = [size for size in (train, val, test) if size != -1]
+    if sum(fixed) > total or (train, test).count(-1) > 1:
+        raise UserError(
+            f"dataset split sizes train={train}, val={val}, test={test} do not fit {total} examples; "
+            "lower dataset.train_size/val_size/test_size"
+        )
+    rest = total - sum(fixed)
+    return (rest if train == -1 else train, val, rest if test == -1 else test)
+
+
+from prunerun.data import mnist  # noqa: E402,F401  (registers its builders)

@@ -1,0 +1,1 @@
+"""Plots made from CSVs alone (never from training code)."""

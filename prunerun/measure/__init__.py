@@ -1,0 +1,1 @@
+"""Measurements: pruning penalties on a copy, FLOPs and parameters."""

@@ -1,0 +1,102 @@
+"""Pruning penalties measured on a copy of the model (MRP paper §4, figs. 2–4).
+
+At step s: copy the model, score its units on a fixed subset, prune fraction f of every
+layer named in ``measure.layers`` with zero removal and with mean replacement, and record
+``ΔC = C(pruned) − C(dense)`` on the subset; with ``finetune_steps = N > 0`` also after N SGD
+updates of the pruned copy (``loss_before`` stays the dense model's loss at step s). The
+training model, its optimizer and every random generator of the run are left untouched.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from prunerun.config import MeasureConfig, TrainConfig
+from prunerun.errors import UserError
+from prunerun.pruning import alive_units, gate_state, remove_units, restore_gates, unit_layers
+from prunerun.scorers import Scorer, ScoringContext, get_scorer
+from prunerun.scorers.selection import units_to_remove
+from prunerun.scorers.stats import finish_all, gather_stats
+from prunerun.train import backward_only, endless_batches, evaluate, iterate_batches, make_optimizer, set_eval_mode, train_step
+
+
+@dataclass
+class PenaltyMeasurer:
+    cfg: MeasureConfig
+    train_cfg: TrainConfig
+    subset: TensorDataset
+    train: TensorDataset
+    scorers: list[Scorer]
+    layer_groups: dict[str, list[str]]
+    seed: int
+
+    @classmethod
+    def create(cls, cfg: MeasureConfig, train_cfg: TrainConfig, model: nn.Module, splits, seed: int) -> "PenaltyMeasurer":
+        """Check the measurement config against the data and model and fix the subset."""
+        source = splits.split(cfg.split)
+        available = len(source.tensors[1])
+        if cfg.subset > available:
+            raise UserError(
+                f"measure.subset={cfg.subset} is larger than the {cfg.split} split ({available} examples); "
+                f"lower measure.subset or use a larger split (measure.split=train|val|test)"
+            )
+        names = [layer.name for layer in unit_layers(model)]
+        groups = {}
+        for target in cfg.layers:
+            if target != "all" and target not in names:
+                raise UserError(f"measure.layers has {target!r}; choose among all, {', '.join(names)}")
+            groups[target] = names if target == "all" else [target]
+        generator = torch.Generator().manual_seed(seed)
+        index = torch.randperm(available, generator=generator)[: cfg.subset].to(source.tensors[1].device)
+        subset = TensorDataset(*(t[index] for t in source.tensors))
+        scorers = [get_scorer(name) for name in cfg.scorers]
+        return cls(cfg, train_cfg, subset, splits.train, scorers, groups, seed)
+
+    def _loss(self, model: nn.Module) -> float:
+        return evaluate(model, self.subset, self.cfg.batch_size, bn_train=self.cfg.bn_mode == "train")[0]
+
+    def _finetune(self, model: nn.Module, step: int) -> nn.Module:
+        tuned = copy.deepcopy(model).train()
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+        optimizer = make_optimizer(tuned, self.cfg.finetune_lr, self.train_cfg.momentum, self.train_cfg.weight_decay)
+        batches = endless_batches(self.train, self.train_cfg.batch_size, generator)
+        for _ in range(self.cfg.finetune_steps):
+            train_step(tuned, optimizer, *next(batches))
+        return tuned
+
+    def __call__(self, model: nn.Module, step: int) -> list[dict[str, Any]]:
+        """Penalty rows for every scorer × fraction × layer group × removal at ``step``."""
+        model = copy.deepcopy(model)
+        loss_before = self._loss(model)
+        set_eval_mode(model, bn_train=self.cfg.bn_mode == "train")
+        with gather_stats(model, per_example=True) as collectors:
+            backward_only(model, list(iterate_batches(self.subset, self.cfg.batch_size)))
+        stats = finish_all(collectors)
+        layers = {layer.name: layer for layer in unit_layers(model)}
+        dense_gates, alive = gate_state(model), alive_units(model)
+        context = ScoringContext(model, stats, torch.Generator().manual_seed(self.seed * 1_000_003 + step))
+        rows = []
+        for scorer in self.scorers:
+            scores = scorer(context)
+            for fraction in self.cfg.fractions:
+                for target, names in self.layer_groups.items():
+                    remove = units_to_remove({n: scores[n] for n in names}, alive, fraction, "per_layer")
+                    for mean_replacement in (False, True):
+                        for name, index in remove.items():
+                            fill = stats[name].mean_z if mean_replacement else None
+                            remove_units(model, layers[name], index.to(alive[name].device), fill)
+                        row = dict(step=step, scorer=scorer.name, fraction=fraction, layer=target,
+                                   mean_replacement=mean_replacement, loss_before=loss_before)
+                        loss_after = self._loss(model)
+                        rows.append(dict(row, finetune_steps=0, loss_after=loss_after, delta_loss=loss_after - loss_before))
+                        if self.cfg.finetune_steps:
+                            loss_tuned = self._loss(self._finetune(model, step))
+                            rows.append(dict(row, finetune_steps=self.cfg.finetune_steps, loss_after=loss_tuned,
+                                             delta_loss=loss_tuned - loss_before))
+                        restore_gates(model, dense_gates)
+        return rows

@@ -1,0 +1,51 @@
+"""Small CNN of the Evci 2018 thesis, appendix C.1 (MNIST).
+
+conv 1→8 k5 → max-pool 2 → ReLU → conv 8→16 k5 → max-pool 2 → ReLU → fc 256→32 → ReLU → fc 32→10.
+Each prunable layer's post-activation map (what the next layer reads) passes a gate.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from prunerun.models import register_model
+from prunerun.pruning.gates import Gate
+from prunerun.pruning.units import UnitLayer
+
+
+class SmallCNN(nn.Module):
+    unit_layers = (
+        UnitLayer("conv1", producer="conv1", gate="gate1", consumer="conv2"),
+        UnitLayer("conv2", producer="conv2", gate="gate2", consumer="fc1"),
+        UnitLayer("fc1", producer="fc1", gate="gate3", consumer="fc2"),
+    )
+
+    def __init__(self, in_channels: int = 1, image_size: int = 28, num_classes: int = 10,
+                 widths: tuple[int, int, int] = (8, 16, 32)) -> None:
+        super().__init__()
+        c1, c2, hidden = widths
+        side = ((image_size - 4) // 2 - 4) // 2
+        if side < 1:
+            raise ValueError(f"small_cnn needs images of at least 16 pixels, got {image_size}")
+        self.conv1 = nn.Conv2d(in_channels, c1, 5)
+        self.gate1 = Gate(c1)
+        self.conv2 = nn.Conv2d(c1, c2, 5)
+        self.gate2 = Gate(c2)
+        self.fc1 = nn.Linear(c2 * side * side, hidden)
+        self.gate3 = Gate(hidden)
+        self.fc2 = nn.Linear(hidden, num_classes)
+        self.pool = nn.MaxPool2d(2)
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.gate1(self.relu(self.pool(self.conv1(x))))
+        x = self.gate2(self.relu(self.pool(self.conv2(x))))
+        x = self.gate3(self.relu(self.fc1(x.flatten(1))))
+        return self.fc2(x)
+
+
+@register_model("small_cnn")
+def small_cnn(num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
+    """Thesis appendix C.1 net (8, 16, 32 units); other image sizes change fc1's input only."""
+    channels, height, _ = input_shape
+    return SmallCNN(channels, height, num_classes)

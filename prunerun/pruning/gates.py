@@ -1,0 +1,74 @@
+"""Gates: per-unit keep-mask and fill value on a layer's post-activation map.
+
+``out = keep * x + (1 - keep) * fill`` along the unit (channel) dimension. ``fill = 0`` is plain
+removal; ``fill = mean activation`` is mean replacement (Evci thesis §3.1, MRP paper §3). An
+all-keep gate returns its input untouched, so an idle gate costs one Python call.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from prunerun.pruning.units import UnitLayer, gate_of, unit_layers
+
+Observer = Callable[["Gate", torch.Tensor], None]
+
+
+class Gate(nn.Module):
+    """Masks units of the map it receives; an optional observer sees every gated output."""
+
+    def __init__(self, num_units: int) -> None:
+        super().__init__()
+        self.register_buffer("keep", torch.ones(num_units))
+        self.register_buffer("fill", torch.zeros(num_units))
+        self.observer: Observer | None = None
+        self._pruned = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._pruned:
+            shape = (1, -1) + (1,) * (x.dim() - 2)
+            x = torch.addcmul((self.fill * (1 - self.keep)).view(shape), x, self.keep.view(shape))
+        if self.observer is not None and x.requires_grad:
+            self.observer(self, x)
+        return x
+
+    @torch.no_grad()
+    def set_units(self, keep: torch.Tensor, fill: torch.Tensor | None = None) -> None:
+        """Replace the keep-mask (1 keeps, 0 removes) and, if given, the fill values."""
+        self.keep.copy_(keep)
+        if fill is not None:
+            self.fill.copy_(fill)
+        self._pruned = bool((self.keep == 0).any())
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._pruned = bool((self.keep == 0).any())
+
+    def extra_repr(self) -> str:
+        return f"{int(self.keep.sum())}/{self.keep.numel()} kept"
+
+
+@torch.no_grad()
+def remove_units(model: nn.Module, layer: UnitLayer, index: torch.Tensor, fill: torch.Tensor | None = None) -> None:
+    """Remove units ``index`` of ``layer``; ``fill`` (per unit of the layer) is what they output."""
+    gate = gate_of(model, layer)
+    keep = gate.keep.clone()
+    keep[index] = 0
+    new_fill = gate.fill.clone()
+    new_fill[index] = 0 if fill is None else fill.to(new_fill)[index]
+    gate.set_units(keep, new_fill)
+
+
+def gate_state(model: nn.Module) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Snapshot of every gate's (keep, fill), for :func:`restore_gates`."""
+    return {
+        layer.name: (gate_of(model, layer).keep.clone(), gate_of(model, layer).fill.clone())
+        for layer in unit_layers(model)
+    }
+
+
+def restore_gates(model: nn.Module, state: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
+    for layer in unit_layers(model):
+        gate_of(model, layer).set_units(*state[layer.name])

@@ -1,0 +1,66 @@
+"""Tidy CSV outputs: long format, the run's identifying config values on every row, atomic writes."""
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def run_identifiers(cfg) -> dict[str, Any]:
+    """The config values that tell runs of a sweep apart, as leading CSV columns."""
+    return {
+        "seed": cfg.seed,
+        "dataset": cfg.dataset.name,
+        "model": cfg.model.name,
+        "scorer": cfg.scorer.name,
+        "schedule": cfg.schedule.name,
+        "fraction": cfg.prune.fraction,
+        "mean_replacement": cfg.prune.mean_replacement,
+        "normalization": cfg.prune.normalization,
+        "selection": cfg.prune.selection,
+    }
+
+
+def write_csv_atomic(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    """Write ``rows`` to a temp file beside ``path`` and rename it into place."""
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, newline="") as tmp:
+        writer = csv.DictWriter(tmp, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp.name, path)
+
+
+class CsvTable:
+    """A CSV that grows by rows; every :meth:`add` rewrites the file atomically.
+
+    A table column named like an identifier (``scorer`` in penalties.csv is the measured scorer,
+    not the run's) replaces that identifier.
+    """
+
+    def __init__(self, path: Path, columns: list[str], identifiers: dict[str, Any]) -> None:
+        self.path = path
+        self.identifiers = {k: v for k, v in identifiers.items() if k not in columns}
+        self.columns = list(self.identifiers) + list(columns)
+        self.rows: list[dict[str, Any]] = []
+        write_csv_atomic(self.path, self.rows, self.columns)
+
+    def add(self, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            unknown = set(row) - set(self.columns)
+            if unknown:
+                raise KeyError(f"{self.path.name}: unknown columns {sorted(unknown)}")
+            self.rows.append({**self.identifiers, **row})
+        write_csv_atomic(self.path, self.rows, self.columns)
+
+
+METRICS_COLUMNS = ["phase", "step", "split", "loss", "accuracy"]
+PENALTIES_COLUMNS = [
+    "step", "scorer", "fraction", "layer", "mean_replacement", "finetune_steps",
+    "loss_before", "loss_after", "delta_loss",
+]
+PRUNING_COLUMNS = [
+    "iteration", "step", "phase", "layer", "units_kept", "units_total", "params", "flops",
+    "val_loss", "val_accuracy", "test_loss", "test_accuracy",
+]

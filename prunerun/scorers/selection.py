@@ -1,0 +1,74 @@
+"""Layer-wise normalisation and the choice of units to remove.
+
+Normalisation (Molchanov et al. 2017 §2.3, appendix A.2), over the units still kept:
+``l1``: Θ/Σ|Θ|, ``l2``: Θ/√ΣΘ², ``none``. Selection is ``global`` (lowest normalised saliency
+across layers) or ``per_layer`` (the same fraction of every layer, as in the MRP paper). Units
+already removed are never ranked, and a layer never loses its last unit.
+"""
+from __future__ import annotations
+
+import torch
+
+Scores = dict[str, torch.Tensor]
+
+
+def normalize(scores: torch.Tensor, alive: torch.Tensor, method: str) -> torch.Tensor:
+    """Scale one layer's saliencies by a norm of its kept units' saliencies."""
+    if method == "none":
+        return scores
+    kept = scores[alive]
+    norm = kept.abs().sum() if method == "l1" else kept.pow(2).sum().sqrt() if method == "l2" else None
+    if norm is None:
+        raise ValueError(f"unknown normalization {method!r}")
+    return scores / norm if norm > 0 else scores
+
+
+def units_to_remove(
+    scores: Scores,
+    alive: dict[str, torch.Tensor],
+    fraction: float,
+    selection: str = "global",
+    normalization: str = "none",
+) -> dict[str, torch.Tensor]:
+    """Indices to remove per layer so that ``fraction`` of the units in ``scores``' layers are
+    removed in total (already removed units count towards it)."""
+    scores = {name: s.detach().float().cpu() for name, s in scores.items()}
+    alive = {name: alive[name].cpu() for name in scores}
+    if selection == "per_layer":
+        return {name: _lowest(scores[name], alive[name], _target(fraction, alive[name])) for name in scores}
+    if selection != "global":
+        raise ValueError(f"unknown selection {selection!r}")
+    normed = {name: normalize(s, alive[name], normalization) for name, s in scores.items()}
+    total = sum(mask.numel() for mask in alive.values())
+    need = min(round(fraction * total), total - len(alive)) - sum(int((~m).sum()) for m in alive.values())
+    chosen: dict[str, list[int]] = {name: [] for name in scores}
+    if need <= 0:
+        return {name: torch.tensor([], dtype=torch.long) for name in scores}
+    left = {name: int(mask.sum()) for name, mask in alive.items()}
+    names = list(scores)
+    flat = torch.cat([normed[name][alive[name]] for name in names])
+    owner = torch.cat([torch.full((int(alive[n].sum()),), i) for i, n in enumerate(names)])
+    index = torch.cat([alive[name].nonzero().flatten() for name in names])
+    for k in torch.sort(flat, stable=True).indices.tolist():
+        name = names[owner[k]]
+        if left[name] > 1:
+            chosen[name].append(int(index[k]))
+            left[name] -= 1
+            need -= 1
+            if need == 0:
+                break
+    return {name: torch.tensor(sorted(idx), dtype=torch.long) for name, idx in chosen.items()}
+
+
+def _target(fraction: float, alive: torch.Tensor) -> int:
+    """Units of a layer to have removed in total at ``fraction`` (never all of them)."""
+    return min(round(fraction * alive.numel()), alive.numel() - 1)
+
+
+def _lowest(scores: torch.Tensor, alive: torch.Tensor, target: int) -> torch.Tensor:
+    need = target - int((~alive).sum())
+    if need <= 0:
+        return torch.tensor([], dtype=torch.long)
+    candidates = alive.nonzero().flatten()
+    order = torch.sort(scores[candidates], stable=True).indices[:need]
+    return candidates[order].sort().values

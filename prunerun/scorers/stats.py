@@ -1,0 +1,101 @@
+"""Per-unit statistics read at the gates during backward passes that run anyway.
+
+For a gate output ``z`` (T examples × U units × M positions) and ``g = ∂ℓ_k/∂z`` (the
+per-example loss gradient: the batch-mean loss's gradient times T), one pass of
+reductions per gate gives, per example k and unit u,
+``S_gz[k,u] = Σ_m g·z`` and ``S_g[k,u] = Σ_m g``, plus ``Σ z`` per unit. Those suffice for
+Taylor (``|S_gz|/M``, Molchanov eq. 8), MRS (``|mean_z·S_g − S_gz|``, thesis def. 3.1.2) and
+the mean activation. Sums run over every minibatch since :meth:`GateStats.reset`.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from prunerun.pruning.units import gate_of, unit_layers
+
+
+@dataclass
+class LayerStats:
+    """Finished statistics of one unit layer over a scoring window."""
+
+    mean_z: torch.Tensor  # [U] mean post-activation value (over examples and positions)
+    taylor: torch.Tensor  # [U] mean over examples of |S_gz| / M
+    s_g: torch.Tensor | None  # [N, U] per-example Σ_m g (kept when per_example=True)
+    s_gz: torch.Tensor | None  # [N, U] per-example Σ_m g·z
+    examples: int
+
+
+class GateStats:
+    """Accumulates gate statistics of one layer; attach as the gate's observer."""
+
+    def __init__(self, per_example: bool = False) -> None:
+        self.per_example = per_example
+        self.reset()
+
+    def reset(self) -> None:
+        self.sum_z: torch.Tensor | None = None
+        self.sum_taylor: torch.Tensor | None = None
+        self.positions = 0
+        self.examples = 0
+        self.s_g: list[torch.Tensor] = []
+        self.s_gz: list[torch.Tensor] = []
+
+    def observe(self, z: torch.Tensor) -> None:
+        """Register the backward hook on gate output ``z``."""
+        saved = z.detach()
+        z.register_hook(lambda g: self._accumulate(saved, g))
+
+    @torch.no_grad()
+    def _accumulate(self, z: torch.Tensor, g: torch.Tensor) -> None:
+        batch = z.shape[0]
+        z3 = z.reshape(batch, z.shape[1], -1)
+        g3 = g.reshape(batch, g.shape[1], -1)
+        s_gz = torch.linalg.vecdot(g3, z3) * batch  # × T: per-example gradient of a batch-mean loss
+        positions = z3.shape[-1]
+        sum_z = z3.sum((0, 2))
+        sum_taylor = s_gz.abs().sum(0) / positions
+        if self.sum_z is None:
+            self.sum_z, self.sum_taylor = sum_z, sum_taylor
+        else:
+            self.sum_z += sum_z
+            self.sum_taylor += sum_taylor
+        self.positions = positions
+        self.examples += batch
+        if self.per_example:
+            self.s_g.append(g3.sum(-1) * batch)
+            self.s_gz.append(s_gz)
+
+    def finish(self) -> LayerStats:
+        if self.sum_z is None:
+            raise RuntimeError("no backward pass reached this gate since the last reset")
+        per_example = self.per_example and self.s_g
+        return LayerStats(
+            mean_z=self.sum_z / (self.examples * self.positions),
+            taylor=self.sum_taylor / self.examples,
+            s_g=torch.cat(self.s_g) if per_example else None,
+            s_gz=torch.cat(self.s_gz) if per_example else None,
+            examples=self.examples,
+        )
+
+
+@contextmanager
+def gather_stats(model: nn.Module, per_example: bool = False) -> Iterator[dict[str, GateStats]]:
+    """Within the block, every backward pass through the model's gates adds to the statistics."""
+    collectors = {layer.name: GateStats(per_example) for layer in unit_layers(model)}
+    gates = {layer.name: gate_of(model, layer) for layer in unit_layers(model)}
+    for name, gate in gates.items():
+        gate.observer = lambda _gate, z, stats=collectors[name]: stats.observe(z)
+    try:
+        yield collectors
+    finally:
+        for gate in gates.values():
+            gate.observer = None
+
+
+def finish_all(collectors: dict[str, GateStats]) -> dict[str, LayerStats]:
+    return {name: stats.finish() for name, stats in collectors.items()}

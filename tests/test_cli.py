@@ -1,0 +1,51 @@
+"""The console script in a subprocess: a run, a 2-job multirun, and bad inputs."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY
+
+
+def prunerun(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["prunerun", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_single_run_writes_csvs_and_png(tmp_path, data_root):
+    out = tmp_path / "run"
+    result = prunerun(*TINY, f"dataset.root={data_root}", f"hydra.run.dir={out}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for name in ("metrics.csv", "penalties.csv", "pruning.csv", "run.png", ".hydra/config.yaml"):
+        assert (out / name).is_file(), name
+    assert "test accuracy" in result.stdout and str(out) in result.stdout
+
+
+def test_two_job_multirun(tmp_path, data_root):
+    sweep = tmp_path / "sweep"
+    result = prunerun("-m", *TINY, f"dataset.root={data_root}", "seed=0,1", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for job in ("0", "1"):
+        assert (sweep / job / "pruning.csv").is_file()
+    assert (sweep / "0" / "metrics.csv").read_text() != (sweep / "1" / "metrics.csv").read_text()
+
+
+@pytest.mark.parametrize("override,message,code", [
+    ("scorer=nope", "Available options in 'scorer'", 1),
+    ("prune.fraction=abc", "could not be converted to Float", 1),
+    ("prune.fraction=1.5", "prune.fraction=1.5 is outside [0, 1)", 2),
+    ("measure.subset=100000", "measure.subset=100000 is larger than the train split", 2),
+    ("dataset=mnist", "MNIST not found", 2),
+])
+def test_bad_input_gives_one_clear_line_and_nonzero_exit(tmp_path, data_root, override, message, code):
+    root = tmp_path / "missing" if override == "dataset=mnist" else data_root
+    earlier = tmp_path / "earlier.csv"
+    earlier.write_text("kept\n")
+    result = prunerun(*TINY, f"dataset.root={root}", override, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode == code
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert earlier.read_text() == "kept\n"
+    assert not (tmp_path / "run" / "metrics.csv").exists()

@@ -1,0 +1,56 @@
+"""Every option of every config group composes and validates; bad values fail with one clear line."""
+from __future__ import annotations
+
+import pytest
+from hydra import initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from prunerun.config import to_config
+from prunerun.data import list_datasets
+from prunerun.errors import UserError
+from prunerun.models import list_models
+from prunerun.schedules import SCHEDULES
+from prunerun.scorers import list_scorers
+
+from conftest import CONF, compose_config
+
+GROUPS = ("dataset", "model", "scorer", "schedule")
+
+
+def group_options(group: str) -> list[str]:
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        return GlobalHydra.instance().config_loader().get_group_options(group)
+
+
+def test_group_files_and_registries_agree():
+    assert group_options("dataset") == list_datasets()
+    assert group_options("model") == list_models()
+    assert group_options("scorer") == list_scorers()
+    assert group_options("schedule") == sorted(SCHEDULES)
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in group_options(g)])
+def test_every_option_composes_and_validates(group, option):
+    cfg = to_config(compose_config([f"{group}={option}"]))
+    assert getattr(cfg, group).name == option
+
+
+@pytest.mark.parametrize("override,message", [
+    ("prune.fraction=1.0", r"prune.fraction=1.0 is outside \[0, 1\)"),
+    ("prune.fraction=-0.1", "outside"),
+    ("prune.normalization=l3", "prune.normalization='l3' is not one of none, l1, l2"),
+    ("prune.selection=best", "not one of global, per_layer"),
+    ("measure.fractions=[0.1,1.2]", "every fraction must lie in"),
+    ("measure.split=dev", "measure.split='dev'"),
+    ("schedule.units_per_step=0", "schedule.units_per_step=0 must be >= 1"),
+    ("train.momentum=1.0", "train.momentum"),
+    ("device=tpu", "device='tpu'"),
+])
+def test_out_of_range_values_are_refused(override, message):
+    with pytest.raises(UserError, match=message):
+        to_config(compose_config([override]))
+
+
+def test_wrong_types_fail_at_compose_time():
+    with pytest.raises(Exception, match="Error merging override prune.fraction=abc"):
+        compose_config(["prune.fraction=abc"])

@@ -1,0 +1,117 @@
+"""The runner end to end on tiny settings: tidy CSVs, reproducibility, penalties that change nothing."""
+from __future__ import annotations
+
+import copy
+
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.data import TensorDataset
+
+from prunerun.config import MeasureConfig, TrainConfig
+from prunerun.data import DataSplits
+from prunerun.measure.penalties import PenaltyMeasurer
+from prunerun.pruning import unit_layers
+from prunerun.runner import run
+
+CSVS = ("metrics.csv", "penalties.csv", "pruning.csv")
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory, data_root):
+    """One tiny default run shared by the checks below."""
+    from conftest import TINY, compose_config
+    from prunerun.config import to_config
+    out = tmp_path_factory.mktemp("run")
+    cfg = to_config(compose_config(TINY + [f"dataset.root={data_root}"]))
+    return cfg, out, run(cfg, out)
+
+
+def test_run_writes_tidy_csvs_and_plot(reference_run):
+    cfg, out, summary = reference_run
+    assert all((out / name).exists() for name in CSVS + ("run.png",))
+    penalties = pd.read_csv(out / "penalties.csv")
+    # 2 measurements (steps 10, 20) × 5 scorers × 1 fraction × 1 layer group × {zero, mean}
+    assert len(penalties) == 2 * 5 * 2
+    assert set(penalties["scorer"]) == {"taylor", "mrs", "weight", "activation_mean", "random"}
+    assert (penalties["delta_loss"] == penalties["loss_after"] - penalties["loss_before"]).all()
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert {"seed", "dataset", "model", "scorer", "schedule", "fraction"} <= set(metrics.columns)
+    assert (metrics["scorer"] == "taylor").all() and (metrics["fraction"] == 0.1).all()
+    assert set(metrics.loc[metrics["phase"] == "pruned", "split"]) == {"train", "val", "test"}
+
+
+def test_pruning_csv_counts_units_and_flops(reference_run):
+    cfg, out, summary = reference_run
+    pruning = pd.read_csv(out / "pruning.csv")
+    total = pruning[pruning["layer"] == "total"].set_index("phase")
+    # round(0.1 × 56) = 6 units, one per iterative step
+    assert total.loc["dense", "units_kept"] == 56 and total.loc["finetuned", "units_kept"] == 50
+    assert (pruning[pruning["phase"] == "pruned"].groupby("iteration").size() == 4).all()
+    assert len(pruning[(pruning["phase"] == "pruned") & (pruning["layer"] == "total")]) == 6
+    # appendix A.1 by hand for the dense small CNN on 28×28
+    conv1 = 2 * 24 * 24 * (1 * 25 + 1) * 8
+    conv2 = 2 * 8 * 8 * (8 * 25 + 1) * 16
+    fc1, fc2 = (2 * 256 - 1) * 32, (2 * 32 - 1) * 10
+    assert total.loc["dense", "flops"] == conv1 + conv2 + fc1 + fc2
+    assert total.loc["dense", "params"] == sum(p.numel() for p in torch.load(out / "model.pt").values()) - 2 * 56
+    assert total.loc["finetuned", "flops"] < total.loc["dense", "flops"]
+
+
+def test_same_seed_gives_identical_csvs(reference_run, tmp_path):
+    cfg, out, _ = reference_run
+    run(cfg, tmp_path)
+    for name in CSVS:
+        assert (tmp_path / name).read_bytes() == (out / name).read_bytes(), name
+
+
+def test_measuring_penalties_leaves_training_bit_identical(tiny_config, tmp_path):
+    measured = tiny_config("measure.every=5", "measure.finetune_steps=2", "measure.layers=[all,conv2]")
+    plain = tiny_config("measure.every=0")
+    run(measured, tmp_path / "measured")
+    run(plain, tmp_path / "plain")
+    a, b = torch.load(tmp_path / "measured" / "model.pt"), torch.load(tmp_path / "plain" / "model.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "measured" / "metrics.csv").read_bytes() == (tmp_path / "plain" / "metrics.csv").read_bytes()
+    penalties = pd.read_csv(tmp_path / "measured" / "penalties.csv")
+    assert set(penalties["finetune_steps"]) == {0, 2} and set(penalties["layer"]) == {"all", "conv2"}
+
+
+def test_penalties_match_an_independent_computation(tiny_net):
+    """Weight scorer, 25% of every layer: zero removal = zeroing the producer rows; mean replacement
+    = zeroing them and adding mean·(outgoing weights) to the consumer bias by hand."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 1, 16, 16, generator=generator, dtype=torch.float64)
+    y = torch.randint(0, 10, (40,), generator=generator)
+    data = TensorDataset(x, y)
+    splits = DataSplits(data, data, data, 10, (1, 16, 16))
+    cfg = MeasureConfig(every=1, scorers=["weight"], fractions=[0.25], subset=40, batch_size=16)
+    measurer = PenaltyMeasurer.create(cfg, TrainConfig(), tiny_net, splits, seed=0)
+    rows = {r["mean_replacement"]: r for r in measurer(tiny_net, step=7)}
+
+    loss = lambda m: float(F.cross_entropy(m(x), y).detach())  # noqa: E731
+    means = {}
+    hooks = [tiny_net.get_submodule(l.gate).register_forward_hook(
+        lambda mod, i, o, name=l.name: means.__setitem__(name, o.detach().transpose(0, 1).flatten(1).mean(1)))
+        for l in unit_layers(tiny_net)]
+    base = loss(tiny_net)
+    for h in hooks:
+        h.remove()
+    for mean_replacement in (False, True):
+        model = copy.deepcopy(tiny_net)
+        with torch.no_grad():
+            for layer in unit_layers(model):
+                producer, consumer = model.get_submodule(layer.producer), model.get_submodule(layer.consumer)
+                norms = producer.weight.pow(2).flatten(1).mean(1)
+                drop = norms.argsort()[: round(0.25 * len(norms))]
+                if mean_replacement:
+                    w = consumer.weight.flatten(2) if consumer.weight.dim() == 4 else consumer.weight.view(
+                        consumer.out_features, len(norms), -1)
+                    consumer.bias += (w[:, drop].sum(-1) * means[layer.name][drop]).sum(1)
+                producer.weight[drop] = 0
+                producer.bias[drop] = 0
+        row = rows[mean_replacement]
+        assert row["loss_before"] == pytest.approx(base, rel=1e-12)
+        assert row["delta_loss"] == pytest.approx(loss(model) - base, rel=1e-9, abs=1e-12)
+    assert rows[True]["delta_loss"] != pytest.approx(rows[False]["delta_loss"])

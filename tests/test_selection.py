@@ -1,0 +1,57 @@
+"""Normalisation and the choice of units: global and per layer, never a layer's last unit."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from prunerun.scorers.selection import normalize, units_to_remove
+from prunerun.schedules import get_schedule
+from prunerun.config import ScheduleConfig
+
+
+def test_normalizations_over_kept_units():
+    scores = torch.tensor([3.0, -4.0, 100.0])
+    alive = torch.tensor([True, True, False])
+    assert torch.allclose(normalize(scores, alive, "l2"), scores / 5.0)
+    assert torch.allclose(normalize(scores, alive, "l1"), scores / 7.0)
+    assert torch.equal(normalize(scores, alive, "none"), scores)
+
+
+def test_global_selection_uses_normalised_scores_across_layers():
+    scores = {"a": torch.tensor([1.0, 2.0, 3.0, 4.0]), "b": torch.tensor([10.0, 20.0, 30.0, 40.0])}
+    alive = {name: torch.ones(4, dtype=torch.bool) for name in scores}
+    raw = units_to_remove(scores, alive, 0.25, "global", "none")  # 2 of 8: both from layer a
+    assert raw["a"].tolist() == [0, 1] and raw["b"].tolist() == []
+    l2 = units_to_remove(scores, alive, 0.25, "global", "l2")  # same shape per layer: ties, stable order
+    assert l2["a"].tolist() == [0] and l2["b"].tolist() == [0]
+
+
+def test_already_removed_units_count_and_are_not_ranked():
+    scores = {"a": torch.tensor([0.0, 5.0, 1.0, 2.0])}
+    alive = {"a": torch.tensor([False, True, True, True])}
+    assert units_to_remove(scores, alive, 0.5, "global")["a"].tolist() == [2]
+    assert units_to_remove(scores, alive, 0.5, "per_layer")["a"].tolist() == [2]
+
+
+def test_a_layer_never_loses_its_last_unit():
+    scores = {"a": torch.tensor([0.0, 0.1]), "b": torch.tensor([5.0, 6.0, 7.0])}
+    alive = {name: torch.ones(len(s), dtype=torch.bool) for name, s in scores.items()}
+    chosen = units_to_remove(scores, alive, 0.99, "global", "none")
+    assert len(chosen["a"]) == 1 and len(chosen["b"]) == 2
+    assert units_to_remove({"a": scores["a"]}, alive, 0.99, "per_layer")["a"].tolist() == [0]
+
+
+def test_per_layer_removes_the_fraction_of_every_layer():
+    scores = {"a": torch.arange(10.0).flip(0), "b": torch.arange(20.0)}
+    alive = {name: torch.ones(len(s), dtype=torch.bool) for name, s in scores.items()}
+    chosen = units_to_remove(scores, alive, 0.3, "per_layer")
+    assert chosen["a"].tolist() == [7, 8, 9] and chosen["b"].tolist() == [0, 1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_iterative_schedule_reaches_the_target_in_steps_of_k(k):
+    plan = get_schedule("iterative")(ScheduleConfig(name="iterative", units_per_step=k), 0.5, 56)
+    counts = [round(f * 56) for f in plan]
+    steps = [b - a for a, b in zip([0] + counts[:-1], counts)]
+    assert counts[-1] == 28 and all(s == k for s in steps[:-1]) and 0 < steps[-1] <= k
+    assert get_schedule("one_shot")(ScheduleConfig(name="one_shot"), 0.5, 56) == [0.5]
