@@ -47,22 +47,23 @@ def brute_force(model, batches):
     return taylor, mrs, mean_z
 
 
-def gathered_scores(model, batches, name):
+def gathered_scores(model, batches, name, per_example):
     scorer = get_scorer(name)
-    with gather_stats(model, per_example=scorer.per_example) as collectors:
+    with gather_stats(model, per_example=per_example or scorer.per_example) as collectors:
         backward_only(model, batches)
     return scorer(ScoringContext(model, finish_all(collectors), torch.Generator()))
 
 
+@pytest.mark.parametrize("per_example", [False, True], ids=["running-sums", "per-example-rows"])
 @pytest.mark.parametrize("pruned", [False, True], ids=["dense", "with-removed-units"])
-def test_taylor_mrs_and_mean_match_per_example_autograd(tiny_net, batches, pruned):
+def test_taylor_mrs_and_mean_match_per_example_autograd(tiny_net, batches, pruned, per_example):
     if pruned:  # gates that mask and fill must be read after masking, as the next layer sees them
         layers = unit_layers(tiny_net)
         remove_units(tiny_net, layers[0], torch.tensor([2, 5]), torch.full((8,), 0.3, dtype=torch.float64))
         remove_units(tiny_net, layers[2], torch.tensor([0]))
     taylor, mrs, mean_z = brute_force(tiny_net, batches)
     for name, expected in (("taylor", taylor), ("mrs", mrs), ("activation_mean", mean_z)):
-        got = gathered_scores(tiny_net, batches, name)
+        got = gathered_scores(tiny_net, batches, name, per_example)
         for layer in expected:
             torch.testing.assert_close(got[layer], expected[layer], rtol=1e-10, atol=1e-12, msg=f"{name}/{layer}")
 

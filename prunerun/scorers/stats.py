@@ -42,44 +42,47 @@ class GateStats:
         self.sum_taylor: torch.Tensor | None = None
         self.positions = 0
         self.examples = 0
+        self.batch_sizes: list[int] = []
         self.s_g: list[torch.Tensor] = []
         self.s_gz: list[torch.Tensor] = []
 
     def observe(self, z: torch.Tensor) -> None:
         """Register the backward hook on gate output ``z``."""
-        saved = z.detach()
+        saved = z.detach()  # the hook must not keep z's autograd graph alive
         z.register_hook(lambda g: self._accumulate(saved, g))
 
     @torch.no_grad()
     def _accumulate(self, z: torch.Tensor, g: torch.Tensor) -> None:
+        # g is the gradient of the batch-mean loss: the per-example gradient is batch × g.
         batch = z.shape[0]
         z3 = z.reshape(batch, z.shape[1], -1)
         g3 = g.reshape(batch, g.shape[1], -1)
-        s_gz = torch.linalg.vecdot(g3, z3) * batch  # × T: per-example gradient of a batch-mean loss
-        positions = z3.shape[-1]
+        s_gz = torch.linalg.vecdot(g3, z3)
         sum_z = z3.sum((0, 2))
-        sum_taylor = s_gz.abs().sum(0) / positions
-        if self.sum_z is None:
-            self.sum_z, self.sum_taylor = sum_z, sum_taylor
-        else:
-            self.sum_z += sum_z
-            self.sum_taylor += sum_taylor
-        self.positions = positions
+        self.sum_z = sum_z if self.sum_z is None else self.sum_z.add_(sum_z)
+        self.positions = z3.shape[-1]
         self.examples += batch
-        if self.per_example:
-            self.s_g.append(g3.sum(-1) * batch)
+        if self.per_example:  # scaled by the batch sizes once, in finish()
+            self.batch_sizes.append(batch)
             self.s_gz.append(s_gz)
+            self.s_g.append(g3.sum(-1))
+        else:
+            taylor = s_gz.abs().sum(0)
+            self.sum_taylor = taylor.mul_(batch) if self.sum_taylor is None else self.sum_taylor.add_(taylor, alpha=batch)
 
     def finish(self) -> LayerStats:
         if self.sum_z is None:
             raise RuntimeError("no backward pass reached this gate since the last reset")
-        per_example = self.per_example and self.s_g
+        s_g = s_gz = None
+        if self.per_example:
+            sizes = torch.tensor(self.batch_sizes, device=self.sum_z.device, dtype=self.sum_z.dtype)
+            scale = sizes.repeat_interleave(sizes.long())[:, None]
+            s_g, s_gz = torch.cat(self.s_g) * scale, torch.cat(self.s_gz) * scale
+            taylor = s_gz.abs().mean(0) / self.positions
+        else:
+            taylor = self.sum_taylor / (self.examples * self.positions)
         return LayerStats(
-            mean_z=self.sum_z / (self.examples * self.positions),
-            taylor=self.sum_taylor / self.examples,
-            s_g=torch.cat(self.s_g) if per_example else None,
-            s_gz=torch.cat(self.s_gz) if per_example else None,
-            examples=self.examples,
+            mean_z=self.sum_z / (self.examples * self.positions), taylor=taylor, s_g=s_g, s_gz=s_gz, examples=self.examples,
         )
 
 
