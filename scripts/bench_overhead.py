@@ -9,11 +9,20 @@ collecting, plain, …) so that drift of the machine hits all alike; medians ove
               channels at 32×32, where convolutions dominate; ≤ 1.20 for the small CNN).
 
     python scripts/bench_overhead.py [--steps 200] [--device auto] [--batch 32]
+
+On the CPU, glibc's malloc hands large freed blocks back to the system and page-faults them in
+again on the next step; any extra allocation (here the reductions' temporaries) shifts that
+churn and slows unrelated kernels (the forward ReLU, BatchNorm backward). To see the gates'
+own cost, keep freed memory in the process:
+
+    MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296 MALLOC_TOP_PAD_=268435456 \
+        python scripts/bench_overhead.py
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import os
 import statistics
 import time
 
@@ -119,7 +128,7 @@ def main() -> None:
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           "cpu" if args.device == "auto" else args.device)
     print(f"device {device}, batch {args.batch}, {args.steps} timed steps (medians), torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")
+          f"{torch.get_num_threads()} threads, malloc trimming {'off' if 'MALLOC_TRIM_THRESHOLD_' in os.environ else 'default'}")
     torch.manual_seed(0)
     conv = ConvNet(gated=True).to(device)
     plain_conv = ConvNet(gated=False).to(device)

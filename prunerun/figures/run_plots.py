@@ -17,14 +17,14 @@ def plot_run(run_dir: Path) -> Path:
     metrics = pd.read_csv(run_dir / "metrics.csv")
     penalties = pd.read_csv(run_dir / "penalties.csv")
     curves = metrics[metrics["split"].isin(["train_batches", "val"])]
+    dense_end = metrics.loc[metrics["phase"] == "dense", "step"]
     panels = 3 if len(penalties) else 2
     fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.8))
     for column, ax in zip(("loss", "accuracy"), axes):
         for split, group in curves.groupby("split"):
             ax.plot(group["step"], group[column], label=split.replace("_", " "))
-        finetune = curves.loc[curves["phase"] == "finetune", "step"]
-        if len(finetune):
-            ax.axvline(finetune.min(), color="k", lw=0.8, ls=":", label="pruning starts")
+        if len(dense_end):
+            ax.axvline(dense_end.iloc[0], color="k", lw=0.8, ls=":", label="pruning starts")
         ax.set(xlabel="step", ylabel=column, title=column.capitalize())
         ax.legend(fontsize=8)
     axes[0].set_yscale("log")
@@ -45,3 +45,10 @@ def plot_run(run_dir: Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+if __name__ == "__main__":
+    import sys
+
+    for folder in sys.argv[1:] or ["."]:
+        print(plot_run(Path(folder)))

@@ -75,7 +75,7 @@ def shrink(model: nn.Module) -> nn.Module:
         in_index[layer.consumer] = kept
         if layer.norm is not None:
             model.set_submodule(layer.norm, _slice_norm(model.get_submodule(layer.norm), out_index[layer.producer]))
-        model.set_submodule(layer.gate, Gate(len(out_index[layer.producer])).to(gate.keep.device))
+        model.set_submodule(layer.gate, Gate(len(out_index[layer.producer])).to(gate.keep))
     for path in set(out_index) | set(in_index):
         module = model.get_submodule(path)
         model.set_submodule(path, _slice_layer(module, out_index.get(path), in_index.get(path)))
