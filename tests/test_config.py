@@ -9,7 +9,7 @@ from prunerun.config import to_config
 from prunerun.data import list_datasets
 from prunerun.errors import UserError
 from prunerun.models import list_models
-from prunerun.schedules import SCHEDULES
+from prunerun.schedules import list_schedules
 from prunerun.scorers import list_scorers
 
 from conftest import CONF, compose_config
@@ -26,7 +26,7 @@ def test_group_files_and_registries_agree():
     assert group_options("dataset") == list_datasets()
     assert group_options("model") == list_models()
     assert group_options("scorer") == list_scorers()
-    assert group_options("schedule") == sorted(SCHEDULES)
+    assert group_options("schedule") == list_schedules()
 
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in group_options(g)])

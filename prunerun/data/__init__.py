@@ -8,6 +8,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from prunerun.errors import UserError
+from prunerun.registry import Registry
 
 
 @dataclass
@@ -22,27 +23,14 @@ class DataSplits:
         return getattr(self, name)
 
 
-DatasetBuilder = Callable[..., DataSplits]
-DATASETS: dict[str, DatasetBuilder] = {}
-
-
-def register_dataset(name: str) -> Callable[[DatasetBuilder], DatasetBuilder]:
-    def decorator(builder: DatasetBuilder) -> DatasetBuilder:
-        DATASETS[name] = builder
-        return builder
-
-    return decorator
-
-
-def list_datasets() -> list[str]:
-    return sorted(DATASETS)
+DATASETS: Registry[Callable[..., DataSplits]] = Registry("dataset")
+register_dataset = DATASETS.register
+list_datasets = DATASETS.names
 
 
 def build_dataset(cfg, seed: int) -> DataSplits:
     """Load dataset ``cfg.name`` and split it with ``seed``."""
-    if cfg.name not in DATASETS:
-        raise UserError(f"unknown dataset {cfg.name!r}; choose one of: {', '.join(list_datasets())}")
-    return DATASETS[cfg.name](cfg, seed)
+    return DATASETS.get(cfg.name)(cfg, seed)
 
 
 def stratified_order(labels: torch.Tensor, seed: int) -> torch.Tensor:

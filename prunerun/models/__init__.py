@@ -8,29 +8,16 @@ from typing import Callable
 
 from torch import nn
 
-from prunerun.errors import UserError
+from prunerun.registry import Registry
 
-ModelBuilder = Callable[[int, tuple[int, ...]], nn.Module]
-MODELS: dict[str, ModelBuilder] = {}
-
-
-def register_model(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
-    def decorator(builder: ModelBuilder) -> ModelBuilder:
-        MODELS[name] = builder
-        return builder
-
-    return decorator
-
-
-def list_models() -> list[str]:
-    return sorted(MODELS)
+MODELS: Registry[Callable[[int, tuple[int, ...]], nn.Module]] = Registry("model")
+register_model = MODELS.register
+list_models = MODELS.names
 
 
 def build_model(name: str, num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
     """Build model ``name`` for a dataset with ``num_classes`` and examples of ``input_shape``."""
-    if name not in MODELS:
-        raise UserError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}")
-    return MODELS[name](num_classes, input_shape)
+    return MODELS.get(name)(num_classes, input_shape)
 
 
 from prunerun.models import small_cnn  # noqa: E402,F401  (registers its builders)

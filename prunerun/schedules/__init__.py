@@ -9,24 +9,12 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-from prunerun.errors import UserError
+from prunerun.registry import Registry
 
-Schedule = Callable[..., list[float]]
-SCHEDULES: dict[str, Schedule] = {}
-
-
-def register_schedule(name: str) -> Callable[[Schedule], Schedule]:
-    def decorator(fn: Schedule) -> Schedule:
-        SCHEDULES[name] = fn
-        return fn
-
-    return decorator
-
-
-def get_schedule(name: str) -> Schedule:
-    if name not in SCHEDULES:
-        raise UserError(f"unknown schedule {name!r}; choose one of: {', '.join(sorted(SCHEDULES))}")
-    return SCHEDULES[name]
+SCHEDULES: Registry[Callable[..., list[float]]] = Registry("schedule")
+register_schedule = SCHEDULES.register
+get_schedule = SCHEDULES.get
+list_schedules = SCHEDULES.names
 
 
 @register_schedule("one_shot")

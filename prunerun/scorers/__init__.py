@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from prunerun.errors import UserError
+from prunerun.registry import Registry
 from prunerun.scorers.stats import LayerStats
 
 Scores = dict[str, torch.Tensor]
@@ -37,25 +37,14 @@ class Scorer:
         return self.fn(context)
 
 
-SCORERS: dict[str, Scorer] = {}
+SCORERS: Registry[Scorer] = Registry("scorer")
+get_scorer = SCORERS.get
+list_scorers = SCORERS.names
 
 
 def register_scorer(name: str, needs_data: bool = False, per_example: bool = False):
-    def decorator(fn: Callable[[ScoringContext], Scores]) -> Callable[[ScoringContext], Scores]:
-        SCORERS[name] = Scorer(name, fn, needs_data, per_example)
-        return fn
-
-    return decorator
-
-
-def list_scorers() -> list[str]:
-    return sorted(SCORERS)
-
-
-def get_scorer(name: str) -> Scorer:
-    if name not in SCORERS:
-        raise UserError(f"unknown scorer {name!r}; choose one of: {', '.join(list_scorers())}")
-    return SCORERS[name]
+    """Register ``fn(ScoringContext) -> Scores`` as scorer ``name``."""
+    return SCORERS.register(name, lambda key, fn: Scorer(key, fn, needs_data, per_example))
 
 
 from prunerun.scorers import activation, random_scorer, weight  # noqa: E402,F401  (register)

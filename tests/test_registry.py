@@ -1,0 +1,24 @@
+"""Registries: unknown names list the valid choices; names are unique."""
+from __future__ import annotations
+
+import pytest
+
+from prunerun.errors import UserError
+from prunerun.models import build_model
+from prunerun.registry import Registry
+from prunerun.scorers import get_scorer
+
+
+def test_unknown_names_list_the_choices():
+    with pytest.raises(UserError, match="unknown scorer 'tylor'; choose one of: activation_mean, mrs, random, taylor, weight"):
+        get_scorer("tylor")
+    with pytest.raises(UserError, match="unknown model 'vgg99'; choose one of: small_cnn"):
+        build_model("vgg99", 10, (1, 28, 28))
+
+
+def test_a_name_registers_once():
+    registry = Registry("thing")
+    registry.register("a")(lambda: 1)
+    with pytest.raises(ValueError, match="registered twice"):
+        registry.register("a")(lambda: 2)
+    assert registry.names() == ["a"] and "a" in registry and registry.get("a")() == 1
