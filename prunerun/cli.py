@@ -21,7 +21,8 @@ def _main(cfg: DictConfig) -> None:
     from prunerun.runner import run  # after Hydra parsed the command line: `--help` stays fast
 
     try:
-        run(to_config(cfg), Path(HydraConfig.get().runtime.output_dir))
+        hydra_cfg = HydraConfig.get()
+        run(to_config(cfg), Path(hydra_cfg.runtime.output_dir), " ".join(hydra_cfg.overrides.task))
     except UserError as err:
         print(f"prunerun: error: {err}", file=sys.stderr)
         sys.exit(2)

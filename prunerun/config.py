@@ -6,11 +6,15 @@ config into these objects, which the runner does before any work starts.
 """
 from __future__ import annotations
 
+import copy
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback
+from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 
 from prunerun.errors import UserError
 
@@ -189,3 +193,33 @@ def to_config(cfg: DictConfig | Any) -> Config:
         if isinstance(cause, UserError):
             raise cause from None
         raise UserError(f"invalid config: {err}".splitlines()[0]) from None
+
+
+class ValidateSweep(Callback):
+    """Before a multirun launches, validate every swept value of a plain key (``prune.fraction=
+    0.1,1.5``), so a bad value fails at once instead of after the jobs before it have trained.
+    Swept group choices (``scorer=a,b``) are checked by Hydra as each job composes."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        base = copy.deepcopy(config)
+        with open_dict(base):
+            groups = set(base.hydra.runtime.choices)
+            base.pop("hydra")
+        for override in OverridesParser.create().parse_overrides(list(config.hydra.overrides.task)):
+            key = override.key_or_group
+            if not override.is_sweep_override() or key in groups or key.startswith("hydra."):
+                continue
+            for value in override.sweep_iterator():
+                trial = copy.deepcopy(base)
+                try:
+                    OmegaConf.update(trial, key, value, merge=True)
+                    to_config(trial)
+                except UserError as err:
+                    self._fail(str(err))
+                except Exception as err:
+                    self._fail(f"{key}={value}: {str(err).splitlines()[0]}")
+
+    @staticmethod
+    def _fail(message: str) -> None:
+        print(f"prunerun: error: {message} (no job of the sweep was started)", file=sys.stderr)
+        sys.exit(2)

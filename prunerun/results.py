@@ -7,9 +7,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from prunerun.errors import UserError
 
-def run_identifiers(cfg) -> dict[str, Any]:
-    """The config values that tell runs of a sweep apart, as leading CSV columns."""
+
+def run_identifiers(cfg, overrides: str = "") -> dict[str, Any]:
+    """The config values that tell runs of a sweep apart, as leading CSV columns; ``overrides``
+    (the job's command-line overrides) separates sweeps over any other value."""
     return {
         "seed": cfg.seed,
         "dataset": cfg.dataset.name,
@@ -20,6 +23,7 @@ def run_identifiers(cfg) -> dict[str, Any]:
         "mean_replacement": cfg.prune.mean_replacement,
         "normalization": cfg.prune.normalization,
         "selection": cfg.prune.selection,
+        "overrides": overrides,
     }
 
 
@@ -35,16 +39,16 @@ def write_csv_atomic(path: Path, rows: list[dict[str, Any]], columns: list[str])
 class CsvTable:
     """A CSV that grows by rows; every :meth:`add` rewrites the file atomically.
 
-    A table column named like an identifier (``scorer`` in penalties.csv is the measured scorer,
-    not the run's) replaces that identifier.
+    An identifier whose name is also a table column (``scorer`` in penalties.csv is the measured
+    scorer) is kept as ``run_<name>``.
     """
 
     def __init__(self, path: Path, columns: list[str], identifiers: dict[str, Any]) -> None:
         self.path = path
-        self.identifiers = {k: v for k, v in identifiers.items() if k not in columns}
+        self.identifiers = {(f"run_{k}" if k in columns else k): v for k, v in identifiers.items()}
         self.columns = list(self.identifiers) + list(columns)
         self.rows: list[dict[str, Any]] = []
-        write_csv_atomic(self.path, self.rows, self.columns)
+        write_csv_atomic(self.path, self.rows, self.columns)  # header only: every run has all CSVs
 
     def add(self, rows: list[dict[str, Any]]) -> None:
         for row in rows:
@@ -53,6 +57,19 @@ class CsvTable:
                 raise KeyError(f"{self.path.name}: unknown columns {sorted(unknown)}")
             self.rows.append({**self.identifiers, **row})
         write_csv_atomic(self.path, self.rows, self.columns)
+
+
+RESULT_FILES = ("metrics.csv", "penalties.csv", "pruning.csv")
+
+
+def check_fresh(out_dir: Path) -> None:
+    """Refuse a run folder that already holds results: a run never overwrites earlier ones."""
+    found = [name for name in RESULT_FILES if (out_dir / name).exists()]
+    if found:
+        raise UserError(
+            f"{out_dir} already holds results ({', '.join(found)}); pick a new folder with "
+            "hydra.run.dir=... or move the old one away"
+        )
 
 
 METRICS_COLUMNS = ["phase", "step", "split", "loss", "accuracy"]

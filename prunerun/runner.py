@@ -22,8 +22,8 @@ from prunerun.figures.run_plots import plot_run
 from prunerun.measure.flops import layer_costs, output_sizes
 from prunerun.measure.penalties import PenaltyMeasurer
 from prunerun.models import build_model
-from prunerun.pruning import alive_units, remove_units, unit_layers, units_kept, units_total
-from prunerun.results import METRICS_COLUMNS, PENALTIES_COLUMNS, PRUNING_COLUMNS, CsvTable, run_identifiers
+from prunerun.pruning import alive_units, remove_selected, unit_layers, units_kept, units_total
+from prunerun.results import METRICS_COLUMNS, PENALTIES_COLUMNS, PRUNING_COLUMNS, CsvTable, check_fresh, run_identifiers
 from prunerun.schedules import get_schedule
 from prunerun.scorers import Scorer, ScoringContext, get_scorer
 from prunerun.scorers.selection import units_to_remove
@@ -41,11 +41,20 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA when present; a CUDA device must exist here."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device={name} but CUDA is not available here; use device=cpu or device=auto")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"device={name} is not a device name; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count()
+        if count == 0:
+            raise UserError(f"device={name} but CUDA is not available here; use device=cpu or device=auto")
+        if device.index is not None and device.index >= count:
+            raise UserError(f"device={name} but this machine has {count} CUDA device(s); use cuda:0 to cuda:{count - 1}")
+    return device
 
 
 def to_device(splits: DataSplits, device: torch.device) -> DataSplits:
@@ -123,7 +132,6 @@ def prune_per_schedule(run: Run, scorer: Scorer, generator: torch.Generator) -> 
     cfg = run.cfg
     plan = get_schedule(cfg.schedule.name)(cfg.schedule, cfg.prune.fraction, sum(units_total(run.model).values()))
     needs_stats = scorer.needs_data or cfg.prune.mean_replacement
-    layers = {layer.name: layer for layer in unit_layers(run.model)}
     optimizer = None
     run.record_pruning(0, "dense")
     for iteration, fraction in enumerate(tqdm(plan, desc="pruning", disable=None, leave=False), start=1):
@@ -135,17 +143,17 @@ def prune_per_schedule(run: Run, scorer: Scorer, generator: torch.Generator) -> 
         stats = finish_all(collectors) if needs_stats else {}
         scores = scorer(ScoringContext(run.model, stats, generator))
         remove = units_to_remove(scores, alive_units(run.model), fraction, cfg.prune.selection, cfg.prune.normalization)
-        for name, index in remove.items():
-            fill = stats[name].mean_z if cfg.prune.mean_replacement else None
-            remove_units(run.model, layers[name], index, fill)
+        fills = {name: layer_stats.mean_z for name, layer_stats in stats.items()} if cfg.prune.mean_replacement else None
+        remove_selected(run.model, remove, fills)
         run.record_pruning(iteration, "pruned")
     if plan and cfg.schedule.final_finetune_steps:
         run.train(cfg.schedule.final_finetune_steps, cfg.prune.lr, "finetune", optimizer)
         run.record_pruning(len(plan) + 1, "finetuned")
 
 
-def run(cfg: Config, out_dir: Path) -> dict:
+def run(cfg: Config, out_dir: Path, overrides: str = "") -> dict:
     """Run one experiment into ``out_dir``; returns the summary it prints."""
+    check_fresh(out_dir)
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     scorer = get_scorer(cfg.scorer.name)
@@ -157,7 +165,7 @@ def run(cfg: Config, out_dir: Path) -> dict:
              *(len(data.split(s).tensors[1]) for s in ("train", "val", "test")), device)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    ids = run_identifiers(cfg)
+    ids = run_identifiers(cfg, overrides)
     penalties = CsvTable(out_dir / "penalties.csv", PENALTIES_COLUMNS, ids)
     run = Run(cfg, model, data, endless_batches(data.train, cfg.train.batch_size, torch.Generator().manual_seed(cfg.seed)),
               CsvTable(out_dir / "metrics.csv", METRICS_COLUMNS, ids),

@@ -32,6 +32,15 @@ def test_two_job_multirun(tmp_path, data_root):
     assert (sweep / "0" / "metrics.csv").read_text() != (sweep / "1" / "metrics.csv").read_text()
 
 
+def test_a_bad_swept_value_stops_the_sweep_before_any_job(tmp_path, data_root):
+    sweep = tmp_path / "sweep"
+    result = prunerun("-m", *TINY, f"dataset.root={data_root}", "prune.fraction=0.1,1.5", f"hydra.sweep.dir={sweep}",
+                      cwd=tmp_path)
+    assert result.returncode == 2
+    assert "prune.fraction=1.5 is outside [0, 1)" in result.stderr and "Traceback" not in result.stderr
+    assert not sweep.exists()
+
+
 @pytest.mark.parametrize("override,message,code", [
     ("scorer=nope", "Available options in 'scorer'", 1),
     ("prune.fraction=abc", "could not be converted to Float", 1),

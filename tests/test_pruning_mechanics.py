@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from prunerun.pruning import WeightMasks, propagate_fill, remove_units, shrink, unit_layers
+from prunerun.measure.flops import layer_costs, output_sizes
 from prunerun.models.small_cnn import SmallCNN
 
 
@@ -75,6 +76,27 @@ def test_bias_propagation_keeps_outputs_and_zeroes_fill(tiny_net):
     propagate_fill(tiny_net)
     assert all(not tiny_net.get_submodule(l.gate).fill.any() for l in unit_layers(tiny_net))
     torch.testing.assert_close(tiny_net(x), before, rtol=0, atol=1e-10)
+
+
+def test_bias_propagation_warns_where_zero_padding_makes_it_inexact():
+    model = SmallCNN().double()
+    model.conv2.padding = (2, 2)
+    remove_units(model, unit_layers(model)[0], torch.tensor([0]), torch.ones(8, dtype=torch.float64))
+    with pytest.warns(UserWarning, match="exact only away from its zero-padded border"):
+        propagate_fill(model)
+
+
+def test_flops_and_params_count_kept_units_only():
+    """Appendix A.1 by hand after removing 2 conv1, 4 conv2 and 3 fc1 units (28×28 input)."""
+    model = SmallCNN()
+    prune_some(model, mean_replacement=False)
+    costs = layer_costs(model, output_sizes(model, (1, 28, 28)))
+    assert costs["conv1"] == (6 * 1 * 25 + 6, 2 * 24 * 24 * (1 * 25 + 1) * 6)
+    assert costs["conv2"] == (12 * 6 * 25 + 12, 2 * 8 * 8 * (6 * 25 + 1) * 12)
+    assert costs["fc1"] == (29 * 12 * 16 + 29, (2 * 12 * 16 - 1) * 29)
+    assert costs["fc2"] == (10 * 29 + 10, (2 * 29 - 1) * 10)
+    small = shrink(model)  # the shrunk copy has exactly these parameters
+    assert sum(p.numel() for p in small.parameters()) == sum(p for p, _ in costs.values())
 
 
 def test_weight_masks_keep_pruned_entries_zero_under_momentum_and_decay(tiny_net, batches):

@@ -22,3 +22,19 @@ def test_a_name_registers_once():
     with pytest.raises(ValueError, match="registered twice"):
         registry.register("a")(lambda: 2)
     assert registry.names() == ["a"] and "a" in registry and registry.get("a")() == 1
+
+
+def test_devices_that_do_not_exist_here_are_refused():
+    import torch
+
+    from prunerun.runner import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(UserError, match="not a device name"):
+        resolve_device("cuda:x")
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="CUDA is not available"):
+            resolve_device("cuda:0")
+    else:
+        with pytest.raises(UserError, match="CUDA device"):
+            resolve_device(f"cuda:{torch.cuda.device_count()}")

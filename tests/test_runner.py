@@ -11,6 +11,7 @@ from torch.utils.data import TensorDataset
 
 from prunerun.config import MeasureConfig, TrainConfig
 from prunerun.data import DataSplits
+from prunerun.errors import UserError
 from prunerun.measure.penalties import PenaltyMeasurer
 from prunerun.pruning import unit_layers
 from prunerun.runner import run
@@ -39,6 +40,9 @@ def test_run_writes_tidy_csvs_and_plot(reference_run):
     metrics = pd.read_csv(out / "metrics.csv")
     assert {"seed", "dataset", "model", "scorer", "schedule", "fraction"} <= set(metrics.columns)
     assert (metrics["scorer"] == "taylor").all() and (metrics["fraction"] == 0.1).all()
+    # penalties keep the run's own identifiers beside the measured scorer/fraction/removal
+    assert (penalties["run_scorer"] == "taylor").all() and (penalties["run_fraction"] == 0.1).all()
+    assert "overrides" in penalties.columns and "overrides" in metrics.columns
     assert set(metrics.loc[metrics["phase"] == "pruned", "split"]) == {"train", "val", "test"}
 
 
@@ -76,6 +80,57 @@ def test_measuring_penalties_leaves_training_bit_identical(tiny_config, tmp_path
     assert (tmp_path / "measured" / "metrics.csv").read_bytes() == (tmp_path / "plain" / "metrics.csv").read_bytes()
     penalties = pd.read_csv(tmp_path / "measured" / "penalties.csv")
     assert set(penalties["finetune_steps"]) == {0, 2} and set(penalties["layer"]) == {"all", "conv2"}
+
+
+def test_measuring_touches_neither_the_training_model_nor_the_global_generator(tiny_net, batches):
+    x, y = batches[0]
+    data = TensorDataset(torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches]))
+    cfg = MeasureConfig(every=1, fractions=[0.3], subset=12, batch_size=5, finetune_steps=2)
+    measurer = PenaltyMeasurer.create(cfg, TrainConfig(batch_size=4), tiny_net, DataSplits(data, data, data, 10, (1, 16, 16)), 0)
+    tiny_net.train()
+    F.cross_entropy(tiny_net(x), y).backward()
+    state = {k: v.clone() for k, v in tiny_net.state_dict().items()}
+    grads = [p.grad.clone() for p in tiny_net.parameters()]
+    rng = torch.get_rng_state()
+    rows = measurer(tiny_net, step=3)
+    assert len(rows) == 5 * 2 * 2  # scorers × {zero, mean} × {0, 2 fine-tuning steps}
+    assert tiny_net.training and torch.equal(torch.get_rng_state(), rng)
+    assert all(torch.equal(v, state[k]) for k, v in tiny_net.state_dict().items())
+    assert all(torch.equal(p.grad, g) for p, g in zip(tiny_net.parameters(), grads))
+    assert all(tiny_net.get_submodule(layer.gate).observer is None for layer in unit_layers(tiny_net))
+
+
+@pytest.mark.parametrize("overrides,check", [
+    (["prune.mean_replacement=true"], "mean_fill"),
+    (["schedule=one_shot"], "one_step"),
+    (["prune.selection=per_layer", "prune.fraction=0.25"], "per_layer"),
+    (["schedule.finetune_steps=0", "scorer=mrs"], "score_batches"),
+])
+def test_runner_options(tiny_config, tmp_path, overrides, check):
+    summary = run(tiny_config(*overrides, "measure.every=0"), tmp_path)
+    pruning = pd.read_csv(tmp_path / "pruning.csv")
+    pruned = pruning[pruning["phase"] == "pruned"]
+    gates = {k: v for k, v in torch.load(tmp_path / "model.pt").items() if k.startswith("gate")}
+    removed_fill = [gates[f"gate{i}.fill"][gates[f"gate{i}.keep"] == 0] for i in (1, 2, 3)]
+    if check == "mean_fill":  # removed units output their post-ReLU mean (0 for a dead unit)
+        fills = torch.cat(removed_fill)
+        assert len(fills) == 6 and (fills >= 0).all() and (fills > 0).any()
+    else:
+        assert all(not fill.any() for fill in removed_fill)
+    if check == "one_step":
+        assert pruned["iteration"].unique().tolist() == [1]
+    if check == "per_layer":  # round(0.25 × 8, 16, 32) = 2, 4, 8 of each layer
+        assert summary["kept"] == {"conv1": 6, "conv2": 12, "fc1": 24}
+    if check == "score_batches":
+        assert pruned["step"].unique().tolist() == [20]  # no updates between the pruning steps
+        assert sum(summary["kept"].values()) == 50
+
+
+def test_a_run_never_overwrites_earlier_results(tiny_config, tmp_path):
+    (tmp_path / "metrics.csv").write_text("earlier\n")
+    with pytest.raises(UserError, match="already holds results"):
+        run(tiny_config(), tmp_path)
+    assert (tmp_path / "metrics.csv").read_text() == "earlier\n"
 
 
 def test_penalties_match_an_independent_computation(tiny_net):

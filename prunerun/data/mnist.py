@@ -59,7 +59,14 @@ def read_mnist(root: Path, train: bool, download: bool = False) -> tuple[torch.T
     """Images as normalised float ``[N, 1, 28, 28]`` and labels, via torchvision's reader."""
     try:
         dataset = MNIST(str(root), train=train, download=download)
-    except RuntimeError:
+    except Exception as err:
+        if download:
+            raise UserError(
+                f"could not download MNIST into {root / 'MNIST' / 'raw'} ({type(err).__name__}: {err}); "
+                f"fetch {', '.join(f + '.gz' for f in IDX_FILES)} by hand into that folder"
+            ) from None
+        if not isinstance(err, RuntimeError):
+            raise
         raise UserError(
             f"MNIST not found under {root / 'MNIST' / 'raw'}: put {', '.join(IDX_FILES)} there, "
             "point dataset.root at the folder holding MNIST/raw, or set dataset.download=true"

@@ -30,14 +30,16 @@ def plot_run(run_dir: Path) -> Path:
     axes[0].set_yscale("log")
     if len(penalties):
         ax = axes[2]
-        first = penalties[(penalties["finetune_steps"] == 0) & (penalties["fraction"] == penalties["fraction"].min())]
+        group_name = penalties["layer"].iloc[0]  # the first of measure.layers, at its smallest fraction
+        first = penalties[(penalties["finetune_steps"] == 0) & (penalties["layer"] == group_name)
+                          & (penalties["fraction"] == penalties["fraction"].min())]
         for (scorer, mean_replacement), group in first.groupby(["scorer", "mean_replacement"], sort=False):
             group = group.groupby("step")["delta_loss"].mean()
             ax.plot(group.index, group.values, color=scorer_color(scorer), ls="-" if mean_replacement else "--",
                     label=f"{scorer_label(scorer)}{' + MR' if mean_replacement else ''}")
         ax.set_yscale("symlog", linthresh=1e-3)
         ax.set(xlabel="step", ylabel="ΔC = C(pruned) − C",
-               title=f"Pruning penalty, {first['fraction'].min():g} of units (dashed: zero, solid: mean repl.)")
+               title=f"Pruning penalty, {first['fraction'].min():g} of units in {group_name} (dashed: zero, solid: mean repl.)")
         ax.title.set_fontsize(9)
         ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()

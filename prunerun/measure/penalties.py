@@ -18,7 +18,7 @@ from torch.utils.data import TensorDataset
 
 from prunerun.config import MeasureConfig, TrainConfig
 from prunerun.errors import UserError
-from prunerun.pruning import alive_units, gate_state, remove_units, restore_gates, unit_layers
+from prunerun.pruning import alive_units, gate_state, remove_selected, restore_gates, unit_layers
 from prunerun.scorers import Scorer, ScoringContext, get_scorer
 from prunerun.scorers.selection import units_to_remove
 from prunerun.scorers.stats import finish_all, gather_stats
@@ -77,7 +77,7 @@ class PenaltyMeasurer:
         with gather_stats(model, per_example=True) as collectors:
             backward_only(model, list(iterate_batches(self.subset, self.cfg.batch_size)))
         stats = finish_all(collectors)
-        layers = {layer.name: layer for layer in unit_layers(model)}
+        means = {name: layer_stats.mean_z for name, layer_stats in stats.items()}
         dense_gates, alive = gate_state(model), alive_units(model)
         context = ScoringContext(model, stats, torch.Generator().manual_seed(self.seed * 1_000_003 + step))
         rows = []
@@ -87,9 +87,7 @@ class PenaltyMeasurer:
                 for target, names in self.layer_groups.items():
                     remove = units_to_remove({n: scores[n] for n in names}, alive, fraction, "per_layer")
                     for mean_replacement in (False, True):
-                        for name, index in remove.items():
-                            fill = stats[name].mean_z if mean_replacement else None
-                            remove_units(model, layers[name], index.to(alive[name].device), fill)
+                        remove_selected(model, remove, means if mean_replacement else None)
                         row = dict(step=step, scorer=scorer.name, fraction=fraction, layer=target,
                                    mean_replacement=mean_replacement, loss_before=loss_before)
                         loss_after = self._loss(model)

@@ -9,6 +9,8 @@ setting the fill to zero leaves the output unchanged, and the unit can then be d
 """
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
@@ -21,6 +23,8 @@ def consumer_input_weight(consumer: nn.Module, num_units: int) -> torch.Tensor:
     if isinstance(consumer, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
         if consumer.groups != 1:
             raise NotImplementedError(f"bias propagation into a grouped conv ({consumer}) is not supported")
+        if any(p != 0 for p in consumer.padding) if isinstance(consumer.padding, tuple) else consumer.padding != "valid":
+            warnings.warn(f"bias propagation into {consumer} is exact only away from its zero-padded border", stacklevel=3)
         return weight.flatten(2).sum(-1)
     if isinstance(consumer, nn.Linear):
         if consumer.in_features % num_units:

@@ -61,6 +61,15 @@ def remove_units(model: nn.Module, layer: UnitLayer, index: torch.Tensor, fill: 
     gate.set_units(keep, new_fill)
 
 
+def remove_selected(model: nn.Module, selection: dict[str, torch.Tensor],
+                    fills: dict[str, torch.Tensor] | None = None) -> None:
+    """Remove ``selection[layer name]`` units of each layer; ``fills`` (per layer) enables mean replacement."""
+    layers = {layer.name: layer for layer in unit_layers(model)}
+    for name, index in selection.items():
+        gate = gate_of(model, layers[name])
+        remove_units(model, layers[name], index.to(gate.keep.device), None if fills is None else fills[name])
+
+
 def gate_state(model: nn.Module) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Snapshot of every gate's (keep, fill), for :func:`restore_gates`."""
     return {

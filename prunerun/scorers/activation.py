@@ -7,7 +7,7 @@ from prunerun.scorers import Scores, ScoringContext, register_scorer
 @register_scorer("taylor", needs_data=True)
 def taylor(ctx: ScoringContext) -> Scores:
     """Molchanov et al. 2017 eq. 8: ``mean_k |(1/M) Σ_m g_{k,m} z_{k,m}|``."""
-    return {name: stats.taylor for name, stats in ctx.stats.items()}
+    return {name: stats.mean_abs_gz for name, stats in ctx.stats.items()}
 
 
 @register_scorer("mrs", needs_data=True, per_example=True)

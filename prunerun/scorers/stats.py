@@ -4,7 +4,8 @@ For a gate output ``z`` (T examples × U units × M positions) and ``g = ∂ℓ_
 per-example loss gradient: the batch-mean loss's gradient times T), one pass of
 reductions per gate gives, per example k and unit u,
 ``S_gz[k,u] = Σ_m g·z`` and ``S_g[k,u] = Σ_m g``, plus ``Σ z`` per unit. Those suffice for
-Taylor (``|S_gz|/M``, Molchanov eq. 8), MRS (``|mean_z·S_g − S_gz|``, thesis def. 3.1.2) and
+Taylor (mean over k of ``|S_gz|/M``, Molchanov eq. 8; the |·| per example is taken here, since a
+running sum cannot defer it), MRS (``|mean_z·S_g − S_gz|``, thesis def. 3.1.2) and
 the mean activation. Sums run over every minibatch since :meth:`GateStats.reset`.
 """
 from __future__ import annotations
@@ -24,7 +25,7 @@ class LayerStats:
     """Finished statistics of one unit layer over a scoring window."""
 
     mean_z: torch.Tensor  # [U] mean post-activation value (over examples and positions)
-    taylor: torch.Tensor  # [U] mean over examples of |S_gz| / M
+    mean_abs_gz: torch.Tensor  # [U] mean over examples of |S_gz| / M (needs |·| per example)
     s_g: torch.Tensor | None  # [N, U] per-example Σ_m g (kept when per_example=True)
     s_gz: torch.Tensor | None  # [N, U] per-example Σ_m g·z
     examples: int
@@ -39,7 +40,7 @@ class GateStats:
 
     def reset(self) -> None:
         self.sum_z: torch.Tensor | None = None
-        self.sum_taylor: torch.Tensor | None = None
+        self.sum_abs_gz: torch.Tensor | None = None
         self.positions = 0
         self.examples = 0
         self.batch_sizes: list[int] = []
@@ -67,8 +68,8 @@ class GateStats:
             self.s_gz.append(s_gz)
             self.s_g.append(g3.sum(-1))
         else:
-            taylor = s_gz.abs().sum(0)
-            self.sum_taylor = taylor.mul_(batch) if self.sum_taylor is None else self.sum_taylor.add_(taylor, alpha=batch)
+            abs_gz = s_gz.abs().sum(0)
+            self.sum_abs_gz = abs_gz.mul_(batch) if self.sum_abs_gz is None else self.sum_abs_gz.add_(abs_gz, alpha=batch)
 
     def finish(self) -> LayerStats:
         if self.sum_z is None:
@@ -78,11 +79,12 @@ class GateStats:
             sizes = torch.tensor(self.batch_sizes, device=self.sum_z.device, dtype=self.sum_z.dtype)
             scale = sizes.repeat_interleave(sizes.long())[:, None]
             s_g, s_gz = torch.cat(self.s_g) * scale, torch.cat(self.s_gz) * scale
-            taylor = s_gz.abs().mean(0) / self.positions
+            mean_abs_gz = s_gz.abs().mean(0) / self.positions
         else:
-            taylor = self.sum_taylor / (self.examples * self.positions)
+            mean_abs_gz = self.sum_abs_gz / (self.examples * self.positions)
         return LayerStats(
-            mean_z=self.sum_z / (self.examples * self.positions), taylor=taylor, s_g=s_g, s_gz=s_gz, examples=self.examples,
+            mean_z=self.sum_z / (self.examples * self.positions), mean_abs_gz=mean_abs_gz, s_g=s_g, s_gz=s_gz,
+            examples=self.examples,
         )
 
 
