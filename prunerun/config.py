@@ -58,9 +58,19 @@ class ModelConfig:
 
 @dataclass
 class ScorerConfig:
-    """Criterion that ranks units; low saliency is pruned first."""
+    """Criterion that ranks units (low saliency is pruned first) and the options some criteria take."""
 
     name: str = MISSING
+    bins: int = 10  # mutual_info: quantisation bins of the per-example mean activation
+    probes: int = 16  # obd: Rademacher probes v for diag(H) ≈ E[v ⊙ Hv]
+    joint_lambda: float = 0.5  # joint: (1 − λ)·taylor + λ·activation, after l2 normalisation
+    unit_batch: int = 16  # oracle_*/mrp: units ablated together in one pass over the cached input
+
+    def __post_init__(self) -> None:
+        _check(self.bins >= 2, f"scorer.bins={self.bins} must be >= 2")
+        _check(self.probes >= 1, f"scorer.probes={self.probes} must be >= 1")
+        _check(0 <= self.joint_lambda <= 1, f"scorer.joint_lambda={self.joint_lambda} must be in [0, 1]")
+        _check(self.unit_batch >= 1, f"scorer.unit_batch={self.unit_batch} must be >= 1")
 
 
 @dataclass

@@ -141,7 +141,8 @@ def prune_per_schedule(run: Run, scorer: Scorer, generator: torch.Generator) -> 
             elif needs_stats:
                 backward_only(run.model, [next(run.batches) for _ in range(cfg.prune.score_batches)])
         stats = finish_all(collectors) if needs_stats else {}
-        scores = scorer(ScoringContext(run.model, stats, generator))
+        batches = [next(run.batches) for _ in range(cfg.prune.score_batches)] if scorer.needs_batches else []
+        scores = scorer(ScoringContext(run.model, stats, generator, batches, cfg.scorer))
         remove = units_to_remove(scores, alive_units(run.model), fraction, cfg.prune.selection, cfg.prune.normalization)
         fills = {name: layer_stats.mean_z for name, layer_stats in stats.items()} if cfg.prune.mean_replacement else None
         remove_selected(run.model, remove, fills)

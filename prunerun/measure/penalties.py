@@ -74,12 +74,13 @@ class PenaltyMeasurer:
         model = copy.deepcopy(model)
         loss_before = self._loss(model)
         set_eval_mode(model, bn_train=self.cfg.bn_mode == "train")
+        batches = list(iterate_batches(self.subset, self.cfg.batch_size))
         with gather_stats(model, per_example=True) as collectors:
-            backward_only(model, list(iterate_batches(self.subset, self.cfg.batch_size)))
+            backward_only(model, batches)
         stats = finish_all(collectors)
         means = {name: layer_stats.mean_z for name, layer_stats in stats.items()}
         dense_gates, alive = gate_state(model), alive_units(model)
-        context = ScoringContext(model, stats, torch.Generator().manual_seed(self.seed * 1_000_003 + step))
+        context = ScoringContext(model, stats, torch.Generator().manual_seed(self.seed * 1_000_003 + step), batches)
         rows = []
         for scorer in self.scorers:
             scores = scorer(context)
