@@ -18,7 +18,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 
 from prunerun.errors import UserError
 
-NORMALIZATIONS = ("none", "l1", "l2")
+NORMALIZATIONS = ("none", "l1", "l2", "minmax")
 SELECTIONS = ("global", "per_layer")
 SPLITS = ("train", "val", "test")
 BN_MODES = ("eval", "train")
@@ -81,6 +81,7 @@ class ScheduleConfig:
     units_per_step: int = 1
     finetune_steps: int = 30
     final_finetune_steps: int = 300
+    rescore: bool = True  # false: rank once before the first step and keep that order (Molchanov fig. 3)
 
     def __post_init__(self) -> None:
         _check(self.units_per_step >= 1, f"schedule.units_per_step={self.units_per_step} must be >= 1")
@@ -122,6 +123,8 @@ class PruneConfig:
     selection: str = "global"
     score_batches: int = 8
     lr: float = 0.01
+    target_flops: float | None = None  # stop once the model needs at most this many FLOPs per example
+    flops_lambda: float = 0.0  # FLOPs regularisation Θ − λ·Θ_flops (MFLOPs per map), Molchanov eq. 9
 
     def __post_init__(self) -> None:
         _check(
@@ -132,6 +135,9 @@ class PruneConfig:
         _check_choice(self.selection, SELECTIONS, "prune.selection")
         _check(self.score_batches >= 1, f"prune.score_batches={self.score_batches} must be >= 1")
         _check(self.lr > 0, f"prune.lr={self.lr} must be > 0")
+        _check(self.target_flops is None or self.target_flops > 0,
+               f"prune.target_flops={self.target_flops} must be > 0 (FLOPs per example), or null")
+        _check(self.flops_lambda >= 0, f"prune.flops_lambda={self.flops_lambda} must be >= 0")
 
 
 @dataclass
@@ -162,6 +168,56 @@ class MeasureConfig:
 
 
 @dataclass
+class CorrelateConfig:
+    """Every criterion and the oracle on the same data after dense training (Molchanov §3.1, Tables 1 and 3)."""
+
+    enabled: bool = False
+    scorers: list[str] = field(default_factory=list)  # empty: every registered scorer
+    reference: str = "oracle_abs"
+    normalizations: list[str] = field(default_factory=lambda: list(NORMALIZATIONS))
+    subset: int = 1000
+    split: str = "train"
+
+    def __post_init__(self) -> None:
+        for name in self.normalizations:
+            _check_choice(name, NORMALIZATIONS, "correlate.normalizations")
+        _check(self.subset >= 1, f"correlate.subset={self.subset} must be >= 1")
+        _check_choice(self.split, SPLITS, "correlate.split")
+
+
+@dataclass
+class AttackConfig:
+    """Learning-rate attack (Evci thesis §3.3): at steps start, start + interval, … (``repeats`` times)
+    the gradient of ``unit``'s incoming weights in ``layer`` (not its bias) is multiplied by
+    ``multiplier`` — a learning-rate multiplier under plain SGD. ``units.csv`` traces the attacked
+    unit and ``controls`` other units of the layer every ``record_every`` steps on ``subset`` examples."""
+
+    layer: str | None = None  # null: no attack
+    unit: int = 0
+    start: int = 50
+    repeats: int = 10
+    interval: int = 10
+    multiplier: float = 100.0
+    controls: int = 3
+    record_every: int = 50
+    subset: int = 500
+    split: str = "val"
+
+    def __post_init__(self) -> None:
+        for key in ("unit", "start", "controls"):
+            _check(getattr(self, key) >= 0, f"attack.{key}={getattr(self, key)} must be >= 0")
+        for key in ("repeats", "interval", "record_every", "subset"):
+            _check(getattr(self, key) >= 1, f"attack.{key}={getattr(self, key)} must be >= 1")
+        _check(self.multiplier > 0, f"attack.multiplier={self.multiplier} must be > 0")
+        _check_choice(self.split, SPLITS, "attack.split")
+
+    def attacks_at(self, step: int) -> bool:
+        """Whether update number ``step`` (1-based) is attacked."""
+        offset = step - self.start
+        return offset >= 0 and offset % self.interval == 0 and offset // self.interval < self.repeats
+
+
+@dataclass
 class Config:
     dataset: DatasetConfig = MISSING
     model: ModelConfig = MISSING
@@ -170,6 +226,8 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
     measure: MeasureConfig = field(default_factory=MeasureConfig)
+    correlate: CorrelateConfig = field(default_factory=CorrelateConfig)
+    attack: AttackConfig = field(default_factory=AttackConfig)
     seed: int = 0
     device: str = "auto"
 

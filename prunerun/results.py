@@ -59,7 +59,7 @@ class CsvTable:
         write_csv_atomic(self.path, self.rows, self.columns)
 
 
-RESULT_FILES = ("metrics.csv", "penalties.csv", "pruning.csv")
+RESULT_FILES = ("metrics.csv", "penalties.csv", "pruning.csv", "scores.csv", "correlation.csv", "units.csv")
 
 
 def check_fresh(out_dir: Path) -> None:
@@ -77,6 +77,8 @@ PENALTIES_COLUMNS = [
     "step", "scorer", "fraction", "layer", "mean_replacement", "finetune_steps",
     "loss_before", "loss_after", "delta_loss",
 ]
+SCORES_COLUMNS = ["criterion", "normalization", "layer", "unit", "kept", "value"]
+CORRELATION_COLUMNS = ["criterion", "normalization", "scope", "spearman"]
 PRUNING_COLUMNS = [
     "iteration", "step", "phase", "layer", "units_kept", "units_total", "params", "flops",
     "val_loss", "val_accuracy", "test_loss", "test_accuracy",

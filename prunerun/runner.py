@@ -19,16 +19,20 @@ from prunerun.config import Config
 from prunerun.data import DataSplits, build_dataset
 from prunerun.errors import UserError
 from prunerun.figures.run_plots import plot_run
-from prunerun.measure.flops import layer_costs, output_sizes
+from prunerun.measure.flops import layer_costs, output_sizes, unit_flops
 from prunerun.measure.penalties import PenaltyMeasurer
+from prunerun.measure.units import UNITS_COLUMNS, UnitTracker
 from prunerun.models import build_model
 from prunerun.pruning import alive_units, remove_selected, unit_layers, units_kept, units_total
-from prunerun.results import METRICS_COLUMNS, PENALTIES_COLUMNS, PRUNING_COLUMNS, CsvTable, check_fresh, run_identifiers
+from prunerun.results import (CORRELATION_COLUMNS, METRICS_COLUMNS, PENALTIES_COLUMNS, PRUNING_COLUMNS, SCORES_COLUMNS,
+                              CsvTable, check_fresh, run_identifiers)
 from prunerun.schedules import get_schedule
-from prunerun.scorers import Scorer, ScoringContext, get_scorer
+from prunerun.measure.correlation import correlate
+from prunerun.scorers import Scorer, ScoringContext, get_scorer, list_scorers
 from prunerun.scorers.selection import units_to_remove
 from prunerun.scorers.stats import finish_all, gather_stats
-from prunerun.train import Batch, RunningMean, backward_only, endless_batches, evaluate, make_optimizer, train_step
+from prunerun.train import (Batch, RunningMean, attach_lr_attack, backward_only, endless_batches, evaluate,
+                            iterate_batches, make_optimizer, train_step)
 
 log = logging.getLogger("prunerun")
 
@@ -110,8 +114,8 @@ class Run:
         self.metrics.add([dict(phase=phase, step=self.step, split=s, loss=l, accuracy=a) for s, (l, a) in results.items()])
         return results
 
-    def record_pruning(self, iteration: int, phase: str) -> None:
-        """Units kept, params and FLOPs per layer plus val/test accuracy, in pruning.csv."""
+    def record_pruning(self, iteration: int, phase: str) -> int:
+        """Units kept, params and FLOPs per layer plus val/test accuracy, in pruning.csv; returns total FLOPs."""
         (val_loss, val_acc), (test_loss, test_acc) = self.evaluate("val"), self.evaluate("test")
         scores = dict(val_loss=val_loss, val_accuracy=val_acc, test_loss=test_loss, test_accuracy=test_acc)
         costs = layer_costs(self.model, self.sizes)
@@ -122,34 +126,72 @@ class Run:
                  params=costs[layer.producer][0], flops=costs[layer.producer][1])
             for layer in unit_layers(self.model)
         ]
+        flops = sum(f for _, f in costs.values())
         rows.append(dict(base, layer="total", units_kept=sum(kept.values()), units_total=sum(total.values()),
-                         params=sum(p for p, _ in costs.values()), flops=sum(f for _, f in costs.values())))
+                         params=sum(p for p, _ in costs.values()), flops=flops))
         self.pruning.add(rows)
+        return flops
 
 
 def prune_per_schedule(run: Run, scorer: Scorer, generator: torch.Generator) -> None:
-    """Repeat {fine-tune while gathering statistics → score → remove}, then fine-tune."""
+    """Repeat {fine-tune while gathering statistics → score → remove} until the plan or the FLOPs
+    target is reached, then fine-tune. With ``schedule.rescore=false`` the first ranking is kept."""
     cfg = run.cfg
     plan = get_schedule(cfg.schedule.name)(cfg.schedule, cfg.prune.fraction, sum(units_total(run.model).values()))
-    needs_stats = scorer.needs_data or cfg.prune.mean_replacement
-    optimizer = None
-    run.record_pruning(0, "dense")
+    optimizer, scores, stats, iteration = None, None, {}, 0
+    flops = run.record_pruning(0, "dense")
     for iteration, fraction in enumerate(tqdm(plan, desc="pruning", disable=None, leave=False), start=1):
-        with gather_stats(run.model, scorer.per_example) if needs_stats else nullcontext({}) as collectors:
+        if cfg.prune.target_flops is not None and flops <= cfg.prune.target_flops:
+            iteration -= 1
+            break
+        rescore = scores is None or cfg.schedule.rescore
+        needs_stats = rescore and (scorer.needs_data or cfg.prune.mean_replacement)
+        with gather_stats(run.model, scorer.per_example, scorer.moments) if needs_stats else nullcontext({}) as collectors:
             if cfg.schedule.finetune_steps:
                 optimizer = run.train(cfg.schedule.finetune_steps, cfg.prune.lr, "finetune", optimizer)
             elif needs_stats:
                 backward_only(run.model, [next(run.batches) for _ in range(cfg.prune.score_batches)])
-        stats = finish_all(collectors) if needs_stats else {}
-        batches = [next(run.batches) for _ in range(cfg.prune.score_batches)] if scorer.needs_batches else []
-        scores = scorer(ScoringContext(run.model, stats, generator, batches, cfg.scorer))
-        remove = units_to_remove(scores, alive_units(run.model), fraction, cfg.prune.selection, cfg.prune.normalization)
+        if rescore:
+            stats = finish_all(collectors) if needs_stats else {}
+            batches = [next(run.batches) for _ in range(cfg.prune.score_batches)] if scorer.needs_batches else []
+            scores = scorer(ScoringContext(run.model, stats, generator, batches, cfg.scorer))
+        remove = units_to_remove(scores, alive_units(run.model), fraction, cfg.prune.selection, cfg.prune.normalization,
+                                 flops_penalty(run, scores))
         fills = {name: layer_stats.mean_z for name, layer_stats in stats.items()} if cfg.prune.mean_replacement else None
         remove_selected(run.model, remove, fills)
-        run.record_pruning(iteration, "pruned")
-    if plan and cfg.schedule.final_finetune_steps:
+        flops = run.record_pruning(iteration, "pruned")
+    if iteration and cfg.schedule.final_finetune_steps:
         run.train(cfg.schedule.final_finetune_steps, cfg.prune.lr, "finetune", optimizer)
-        run.record_pruning(len(plan) + 1, "finetuned")
+        run.record_pruning(iteration + 1, "finetuned")
+
+
+def flops_penalty(run: Run, scores: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+    """λ·Θ_flops per unit (MFLOPs of one output map, kept inputs only), Molchanov eq. 9; None if λ = 0."""
+    if not run.cfg.prune.flops_lambda:
+        return None
+    per_map = unit_flops(run.model, run.sizes)
+    return {name: torch.full((len(s),), run.cfg.prune.flops_lambda * per_map[name]) for name, s in scores.items()}
+
+
+def correlation_setup(cfg: Config, data: DataSplits) -> tuple[list[Scorer], list[Batch]]:
+    """The criteria (reference included) and fixed batches of the correlation study, checked up front."""
+    c = cfg.correlate
+    scorers = [get_scorer(name) for name in dict.fromkeys([*(c.scorers or list_scorers()), c.reference])]
+    subset = data.fixed_subset(c.split, c.subset, cfg.seed, "correlate")
+    return scorers, list(iterate_batches(subset, cfg.measure.batch_size))
+
+
+def correlate_criteria(run: Run, setup: tuple[list[Scorer], list[Batch]], out_dir: Path, ids: dict) -> None:
+    """scores.csv and correlation.csv: every criterion and the reference on one fixed subset."""
+    c = run.cfg.correlate
+    scores, correlations = correlate(run.model, *setup, run.cfg.scorer, run.cfg.seed + 2, c.reference,
+                                     list(c.normalizations))
+    CsvTable(out_dir / "scores.csv", SCORES_COLUMNS, ids).add(scores)
+    CsvTable(out_dir / "correlation.csv", CORRELATION_COLUMNS, ids).add(correlations)
+    for row in correlations:
+        if row["scope"] == "all_layers" and row["normalization"] in ("none", "l2"):
+            log.info("spearman vs %s  %-16s %-5s all layers %.3f", c.reference, row["criterion"], row["normalization"],
+                     row["spearman"])
 
 
 def run(cfg: Config, out_dir: Path, overrides: str = "") -> dict:
@@ -162,6 +204,8 @@ def run(cfg: Config, out_dir: Path, overrides: str = "") -> dict:
     data = to_device(build_dataset(cfg.dataset, cfg.seed), device)
     model = build_model(cfg.model.name, data.num_classes, data.input_shape).to(device)
     measurer = PenaltyMeasurer.create(cfg.measure, cfg.train, model, data, cfg.seed) if cfg.measure.every else None
+    correlation = correlation_setup(cfg, data) if cfg.correlate.enabled else None
+    tracker = UnitTracker.create(cfg.attack, model, data, cfg.seed, cfg.measure.batch_size) if cfg.attack.layer else None
     log.info("%s on %s (%d/%d/%d examples), device %s", cfg.model.name, cfg.dataset.name,
              *(len(data.split(s).tensors[1]) for s in ("train", "val", "test")), device)
 
@@ -172,12 +216,22 @@ def run(cfg: Config, out_dir: Path, overrides: str = "") -> dict:
               CsvTable(out_dir / "metrics.csv", METRICS_COLUMNS, ids),
               CsvTable(out_dir / "pruning.csv", PRUNING_COLUMNS, ids), output_sizes(model, data.input_shape))
 
+    units = CsvTable(out_dir / "units.csv", UNITS_COLUMNS, ids) if tracker is not None else None
+    optimizer = make_optimizer(model, cfg.train.lr, cfg.train.momentum, cfg.train.weight_decay)
+    if tracker is not None:
+        attach_lr_attack(optimizer, model.get_submodule(tracker.layer.producer).weight, cfg.attack.unit,
+                         cfg.attack.attacks_at, cfg.attack.multiplier)
+
     def measure(step: int) -> None:
         if measurer is not None and step % cfg.measure.every == 0:
             penalties.add(measurer(run.model, step))
+        if tracker is not None and step % cfg.attack.record_every == 0:
+            units.add(tracker(run.model, step))
 
-    run.train(cfg.train.steps, cfg.train.lr, "train", on_step=measure)
+    run.train(cfg.train.steps, cfg.train.lr, "train", optimizer, on_step=measure)
     dense = run.evaluate_all("dense")
+    if correlation is not None:
+        correlate_criteria(run, correlation, out_dir, ids)
     prune_per_schedule(run, scorer, torch.Generator().manual_seed(cfg.seed + 1))
     pruned = run.evaluate_all("pruned")
     torch.save(run.model.state_dict(), out_dir / "model.pt")

@@ -93,3 +93,19 @@ def evaluate(model: nn.Module, data: TensorDataset, batch_size: int = 500, bn_tr
     model.train(was_training)
     n = len(data.tensors[1])
     return float(loss_sum) / n, correct / n
+
+
+def attach_lr_attack(optimizer: torch.optim.Optimizer, weight: torch.Tensor, unit: int, attacks_at, multiplier: float):
+    """Learning-rate attack (Evci thesis §3.3): before update number s (counted from 1) for which
+    ``attacks_at(s)``, multiply the gradient of ``weight[unit]`` (the unit's incoming weights, not
+    its bias) by ``multiplier``. A hook of the optimizer, so copies of the model are never attacked."""
+    count = 0
+
+    @torch.no_grad()
+    def before_step(*_) -> None:
+        nonlocal count
+        count += 1
+        if attacks_at(count) and weight.grad is not None:
+            weight.grad[unit] *= multiplier
+
+    return optimizer.register_step_pre_hook(before_step)

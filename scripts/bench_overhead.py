@@ -33,6 +33,7 @@ from torch import nn
 from prunerun.models.small_cnn import SmallCNN
 from prunerun.pruning import Gate, UnitLayer
 from prunerun.scorers.stats import gather_stats
+from prunerun.runner import resolve_device
 
 
 class PlainSmallCNN(SmallCNN):
@@ -125,8 +126,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if args.device == "auto" else args.device)
+    device = resolve_device(args.device)
     print(f"device {device}, batch {args.batch}, {args.steps} timed steps (medians), torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, malloc trimming {'off' if 'MALLOC_TRIM_THRESHOLD_' in os.environ else 'default'}")
     torch.manual_seed(0)

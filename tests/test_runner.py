@@ -170,3 +170,35 @@ def test_penalties_match_an_independent_computation(tiny_net):
         assert row["loss_before"] == pytest.approx(base, rel=1e-12)
         assert row["delta_loss"] == pytest.approx(loss(model) - base, rel=1e-9, abs=1e-12)
     assert rows[True]["delta_loss"] != pytest.approx(rows[False]["delta_loss"])
+
+
+def test_rank_once_removes_units_in_the_first_ranking_order(tiny_config, tmp_path):
+    """rescore=false with no updates between steps: the removed units are the lowest of the first
+    ranking (random scorer, l2 per layer, global), recomputed here independently."""
+    cfg = tiny_config("scorer=random", "schedule.rescore=false", "schedule.finetune_steps=0",
+                      "schedule.final_finetune_steps=0", "measure.every=0")
+    run(cfg, tmp_path)
+    generator = torch.Generator().manual_seed(cfg.seed + 1)
+    draws = {name: torch.rand(n, generator=generator) for name, n in (("conv1", 8), ("conv2", 16), ("fc1", 32))}
+    pooled = sorted((v / draws[name].norm(), name, i) for name in draws for i, v in enumerate(draws[name].tolist()))
+    expected = {(name, i) for _, name, i in pooled[:6]}
+    state = torch.load(tmp_path / "model.pt")
+    removed = {(name, i) for name, gate in (("conv1", "gate1"), ("conv2", "gate2"), ("fc1", "gate3"))
+               for i in (state[f"{gate}.keep"] == 0).nonzero().flatten().tolist()}
+    assert removed == expected
+
+
+def test_pruning_stops_at_the_flops_target(tiny_config, tmp_path):
+    run(tiny_config("prune.fraction=0.5", "prune.target_flops=600000", "schedule.finetune_steps=1", "measure.every=0"),
+        tmp_path)
+    total = pd.read_csv(tmp_path / "pruning.csv").query("layer == 'total'")
+    pruned = total[total["phase"] == "pruned"]["flops"].tolist()
+    assert pruned[-1] <= 600000 < pruned[-2]
+    assert total.iloc[-1]["phase"] == "finetuned" and total.iloc[-1]["units_kept"] > 28
+
+
+def test_flops_regularisation_prunes_the_costliest_maps_first(tiny_config, tmp_path):
+    """MFLOPs per map (A.1): conv1 2·24·24·26 = 0.030, conv2 2·8·8·201 = 0.026, fc1 511 = 0.0005; with
+    λ = 100 the penalty outweighs l2-normalised saliencies (≤ 1), so all 6 removals hit conv1."""
+    summary = run(tiny_config("prune.flops_lambda=100", "measure.every=0"), tmp_path)
+    assert summary["kept"] == {"conv1": 2, "conv2": 16, "fc1": 32}

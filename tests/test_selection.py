@@ -55,3 +55,31 @@ def test_iterative_schedule_reaches_the_target_in_steps_of_k(k):
     steps = [b - a for a, b in zip([0] + counts[:-1], counts)]
     assert counts[-1] == 28 and all(s == k for s in steps[:-1]) and 0 < steps[-1] <= k
     assert get_schedule("one_shot")(ScheduleConfig(name="one_shot"), 0.5, 56) == [0.5]
+
+
+def test_minmax_maps_kept_units_onto_unit_interval():
+    scores = torch.tensor([3.0, -4.0, 100.0])
+    alive = torch.tensor([True, True, False])
+    assert torch.allclose(normalize(scores, alive, "minmax"), (scores + 4.0) / 7.0)  # removed unit may leave [0, 1]
+    flat = normalize(torch.tensor([2.0, 2.0, 9.0]), alive, "minmax")
+    assert flat[:2].tolist() == [0.0, 0.0]  # equal kept scores: all at 0, no division by zero
+
+
+def test_penalty_is_subtracted_after_normalisation_globally():
+    scores = {"a": torch.tensor([1.0, 2.0, 3.0, 4.0]), "b": torch.tensor([10.0, 20.0, 30.0, 40.0])}
+    alive = {name: torch.ones(4, dtype=torch.bool) for name in scores}
+    # l2-normalised, both layers read [.18, .37, .55, .73]; b − 0.5 puts b's two lowest first.
+    # (Subtracted before normalising, b would read [.17, .36, …] and a's lowest would be second.)
+    chosen = units_to_remove(scores, alive, 0.25, "global", "l2", penalty={"b": torch.tensor(0.5)})
+    assert chosen["a"].tolist() == [] and chosen["b"].tolist() == [0, 1]
+    no_penalty = units_to_remove(scores, alive, 0.25, "global", "l2", penalty={})
+    assert no_penalty["a"].tolist() == [0] and no_penalty["b"].tolist() == [0]
+
+
+def test_per_unit_penalty_reorders_within_a_layer():
+    scores = {"a": torch.tensor([1.0, 2.0, 3.0, 4.0])}
+    alive = {"a": torch.ones(4, dtype=torch.bool)}
+    penalty = {"a": torch.tensor([0.0, 0.0, 0.0, 2.0]), "unknown": torch.tensor(5.0)}  # extra layers are ignored
+    for selection in ("global", "per_layer"):
+        assert units_to_remove(scores, alive, 0.25, selection, "minmax", penalty)["a"].tolist() == [3]
+        assert units_to_remove(scores, alive, 0.25, selection, "minmax")["a"].tolist() == [0]

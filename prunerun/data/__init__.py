@@ -22,6 +22,18 @@ class DataSplits:
     def split(self, name: str) -> TensorDataset:
         return getattr(self, name)
 
+    def fixed_subset(self, split: str, size: int, seed: int, key: str) -> TensorDataset:
+        """``size`` examples of ``split`` drawn once with ``seed``; ``key`` is the config entry that asked."""
+        source = self.split(split)
+        available = len(source.tensors[1])
+        if size > available:
+            raise UserError(
+                f"{key}.subset={size} is larger than the {split} split ({available} examples); "
+                f"lower {key}.subset or use a larger split ({key}.split=train|val|test)"
+            )
+        index = torch.randperm(available, generator=torch.Generator().manual_seed(seed))[:size]
+        return TensorDataset(*(t[index.to(t.device)] for t in source.tensors))
+
 
 DATASETS: Registry[Callable[..., DataSplits]] = Registry("dataset")
 register_dataset = DATASETS.register

@@ -4,8 +4,14 @@ from __future__ import annotations
 SCORER_COLORS = {
     "taylor": "tab:blue", "mrs": "tab:orange", "weight": "tab:green",
     "activation_mean": "tab:red", "random": "tab:gray",
+    "activation_std": "tab:purple", "apoz": "tab:brown", "mutual_info": "tab:pink",
+    "norm_l1": "tab:olive", "norm_l2": "tab:cyan", "joint": "navy",
 }
-SCORER_LABELS = {"taylor": "Taylor", "mrs": "MRS", "weight": "Weight", "activation_mean": "Mean act.", "random": "Random"}
+SCORER_LABELS = {
+    "taylor": "Taylor", "mrs": "MRS", "weight": "Weight", "activation_mean": "Mean act.", "random": "Random",
+    "activation_std": "S.d. act.", "apoz": "APoZ", "mutual_info": "Mutual info.",
+    "norm_l1": r"$\ell_1$ norm", "norm_l2": r"$\ell_2^2$ norm", "joint": "Taylor + act.",
+}
 
 
 def scorer_color(name: str) -> str:

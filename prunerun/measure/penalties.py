@@ -21,7 +21,7 @@ from prunerun.errors import UserError
 from prunerun.pruning import alive_units, gate_state, remove_selected, restore_gates, unit_layers
 from prunerun.scorers import Scorer, ScoringContext, get_scorer
 from prunerun.scorers.selection import units_to_remove
-from prunerun.scorers.stats import finish_all, gather_stats
+from prunerun.scorers.stats import finish_all, gather_stats, stats_options
 from prunerun.train import backward_only, endless_batches, evaluate, iterate_batches, make_optimizer, set_eval_mode, train_step
 
 
@@ -38,22 +38,13 @@ class PenaltyMeasurer:
     @classmethod
     def create(cls, cfg: MeasureConfig, train_cfg: TrainConfig, model: nn.Module, splits, seed: int) -> "PenaltyMeasurer":
         """Check the measurement config against the data and model and fix the subset."""
-        source = splits.split(cfg.split)
-        available = len(source.tensors[1])
-        if cfg.subset > available:
-            raise UserError(
-                f"measure.subset={cfg.subset} is larger than the {cfg.split} split ({available} examples); "
-                f"lower measure.subset or use a larger split (measure.split=train|val|test)"
-            )
+        subset = splits.fixed_subset(cfg.split, cfg.subset, seed, "measure")
         names = [layer.name for layer in unit_layers(model)]
         groups = {}
         for target in cfg.layers:
             if target != "all" and target not in names:
                 raise UserError(f"measure.layers has {target!r}; choose among all, {', '.join(names)}")
             groups[target] = names if target == "all" else [target]
-        generator = torch.Generator().manual_seed(seed)
-        index = torch.randperm(available, generator=generator)[: cfg.subset].to(source.tensors[1].device)
-        subset = TensorDataset(*(t[index] for t in source.tensors))
         scorers = [get_scorer(name) for name in cfg.scorers]
         return cls(cfg, train_cfg, subset, splits.train, scorers, groups, seed)
 
@@ -75,7 +66,7 @@ class PenaltyMeasurer:
         loss_before = self._loss(model)
         set_eval_mode(model, bn_train=self.cfg.bn_mode == "train")
         batches = list(iterate_batches(self.subset, self.cfg.batch_size))
-        with gather_stats(model, per_example=True) as collectors:
+        with gather_stats(model, **stats_options(self.scorers)) as collectors:
             backward_only(model, batches)
         stats = finish_all(collectors)
         means = {name: layer_stats.mean_z for name, layer_stats in stats.items()}

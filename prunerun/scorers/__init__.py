@@ -42,6 +42,7 @@ class Scorer:
     needs_data: bool = False  # activations and gradients at the gates
     per_example: bool = False  # per-example sums (MRS)
     needs_batches: bool = False  # evaluates the model on ctx.batches itself
+    moments: bool = False  # also Σz² and counts of z > 0 at the gates (std, APoZ); implies needs_data
 
     def __call__(self, context: ScoringContext) -> Scores:
         return self.fn(context)
@@ -52,9 +53,12 @@ get_scorer = SCORERS.get
 list_scorers = SCORERS.names
 
 
-def register_scorer(name: str, needs_data: bool = False, per_example: bool = False, needs_batches: bool = False):
+def register_scorer(name: str, needs_data: bool = False, per_example: bool = False, needs_batches: bool = False,
+                    moments: bool = False):
     """Register ``fn(ScoringContext) -> Scores`` as scorer ``name``."""
-    return SCORERS.register(name, lambda key, fn: Scorer(key, fn, needs_data, per_example, needs_batches))
+    # Moments are gate statistics too, so a moments scorer needs data.
+    return SCORERS.register(
+        name, lambda key, fn: Scorer(key, fn, needs_data or moments, per_example, needs_batches, moments))
 
 
 for _module in pkgutil.iter_modules(__path__):  # each module registers its scorers on import

@@ -23,3 +23,24 @@ def mrs(ctx: ScoringContext) -> Scores:
 def activation_mean(ctx: ScoringContext) -> Scores:
     """Mean post-activation value of each unit (Molchanov §2.2, "mean activation")."""
     return {name: stats.mean_z for name, stats in ctx.stats.items()}
+
+
+def _moment(ctx: ScoringContext, field: str, scorer: str) -> Scores:
+    scores = {name: getattr(stats, field) for name, stats in ctx.stats.items()}
+    if any(value is None for value in scores.values()):
+        raise RuntimeError(f"{scorer} reads gate moments: gather with gather_stats(..., moments=scorer.moments)")
+    return scores
+
+
+@register_scorer("activation_std", moments=True)
+def activation_std(ctx: ScoringContext) -> Scores:
+    """Standard deviation of ``z`` over examples and positions (Molchanov §2.2):
+    ``√(E[z²] − E[z]²)``, the population form (the paper does not say which)."""
+    return _moment(ctx, "std_z", "activation_std")
+
+
+@register_scorer("apoz", moments=True)
+def apoz(ctx: ScoringContext) -> Scores:
+    """Average percentage of zeros (Hu et al. 2016; Molchanov §2.2), inverted so low = prune:
+    the fraction of positive post-ReLU values ``z > 0`` over examples and positions, ``1 − APoZ``."""
+    return _moment(ctx, "positive", "apoz")

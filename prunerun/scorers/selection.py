@@ -1,8 +1,10 @@
 """Layer-wise normalisation and the choice of units to remove.
 
 Normalisation (Molchanov et al. 2017 §2.3, appendix A.2), over the units still kept:
-``l1``: Θ/Σ|Θ|, ``l2``: Θ/√ΣΘ², ``none``. Selection is ``global`` (lowest normalised saliency
-across layers) or ``per_layer`` (the same fraction of every layer, as in the MRP paper). Units
+``l1``: Θ/Σ|Θ|, ``l2``: Θ/√ΣΘ², ``minmax``: (Θ − min Θ)/(max Θ − min Θ), ``none``. An optional
+per-layer penalty is subtracted after normalisation, e.g. FLOPs regularisation
+``Θ − λ·Θ_flops`` (§2.4, eq. 9). Selection is ``global`` (lowest normalised saliency across
+layers) or ``per_layer`` (the same fraction of every layer, as in the MRP paper). Units
 already removed are never ranked, and a layer never loses its last unit.
 """
 from __future__ import annotations
@@ -13,10 +15,15 @@ Scores = dict[str, torch.Tensor]
 
 
 def normalize(scores: torch.Tensor, alive: torch.Tensor, method: str) -> torch.Tensor:
-    """Scale one layer's saliencies by a norm of its kept units' saliencies."""
+    """Scale one layer's saliencies by a norm of its kept units' saliencies (or map them onto [0, 1])."""
     if method == "none":
         return scores
     kept = scores[alive]
+    if method == "minmax":
+        if kept.numel() == 0:
+            return scores
+        low, span = kept.min(), kept.max() - kept.min()
+        return (scores - low) / span if span > 0 else scores - low
     norm = kept.abs().sum() if method == "l1" else kept.pow(2).sum().sqrt() if method == "l2" else None
     if norm is None:
         raise ValueError(f"unknown normalization {method!r}")
@@ -29,16 +36,21 @@ def units_to_remove(
     fraction: float,
     selection: str = "global",
     normalization: str = "none",
+    penalty: Scores | None = None,
 ) -> dict[str, torch.Tensor]:
     """Indices to remove per layer so that ``fraction`` of the units in ``scores``' layers are
-    removed in total (already removed units count towards it)."""
+    removed in total (already removed units count towards it). ``penalty[layer]`` (a scalar or
+    one value per unit; layers left out get none) is subtracted from the normalised scores."""
     scores = {name: s.detach().float().cpu() for name, s in scores.items()}
     alive = {name: alive[name].cpu() for name in scores}
+    normed = {name: normalize(s, alive[name], normalization) for name, s in scores.items()}
+    for name, value in (penalty or {}).items():
+        if name in normed:
+            normed[name] = normed[name] - torch.as_tensor(value).detach().float().cpu()
     if selection == "per_layer":
-        return {name: _lowest(scores[name], alive[name], _target(fraction, alive[name])) for name in scores}
+        return {name: _lowest(normed[name], alive[name], _target(fraction, alive[name])) for name in normed}
     if selection != "global":
         raise ValueError(f"unknown selection {selection!r}")
-    normed = {name: normalize(s, alive[name], normalization) for name, s in scores.items()}
     total = sum(mask.numel() for mask in alive.values())
     need = min(round(fraction * total), total - len(alive)) - sum(int((~m).sum()) for m in alive.values())
     chosen: dict[str, list[int]] = {name: [] for name in scores}

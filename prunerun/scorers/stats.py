@@ -6,7 +6,9 @@ reductions per gate gives, per example k and unit u,
 ``S_gz[k,u] = Σ_m g·z`` and ``S_g[k,u] = Σ_m g``, plus ``Σ z`` per unit. Those suffice for
 Taylor (mean over k of ``|S_gz|/M``, Molchanov eq. 8; the |·| per example is taken here, since a
 running sum cannot defer it), MRS (``|mean_z·S_g − S_gz|``, thesis def. 3.1.2) and
-the mean activation. Sums run over every minibatch since :meth:`GateStats.reset`.
+the mean activation. With ``moments=True`` (only scorers that ask for it pay for it) it also
+sums ``z²`` and counts ``z > 0`` per unit, for the standard deviation and APoZ (Molchanov §2.2).
+Sums run over every minibatch since :meth:`GateStats.reset`.
 """
 from __future__ import annotations
 
@@ -29,18 +31,23 @@ class LayerStats:
     s_g: torch.Tensor | None  # [N, U] per-example Σ_m g (kept when per_example=True)
     s_gz: torch.Tensor | None  # [N, U] per-example Σ_m g·z
     examples: int
+    std_z: torch.Tensor | None = None  # [U] std of z over examples and positions (moments=True)
+    positive: torch.Tensor | None = None  # [U] fraction of z > 0 over examples and positions (moments=True)
 
 
 class GateStats:
     """Accumulates gate statistics of one layer; attach as the gate's observer."""
 
-    def __init__(self, per_example: bool = False) -> None:
+    def __init__(self, per_example: bool = False, moments: bool = False) -> None:
         self.per_example = per_example
+        self.moments = moments
         self.reset()
 
     def reset(self) -> None:
         self.sum_z: torch.Tensor | None = None
         self.sum_abs_gz: torch.Tensor | None = None
+        self.sum_z2: torch.Tensor | None = None
+        self.count_positive: torch.Tensor | None = None
         self.positions = 0
         self.examples = 0
         self.batch_sizes: list[int] = []
@@ -63,6 +70,8 @@ class GateStats:
         self.sum_z = sum_z if self.sum_z is None else self.sum_z.add_(sum_z)
         self.positions = z3.shape[-1]
         self.examples += batch
+        if self.moments:  # off by default: the benchmarked Taylor/MRS path pays nothing for it
+            self._accumulate_moments(z3)
         if self.per_example:  # scaled by the batch sizes once, in finish()
             self.batch_sizes.append(batch)
             self.s_gz.append(s_gz)
@@ -70,6 +79,12 @@ class GateStats:
         else:
             abs_gz = s_gz.abs().sum(0)
             self.sum_abs_gz = abs_gz.mul_(batch) if self.sum_abs_gz is None else self.sum_abs_gz.add_(abs_gz, alpha=batch)
+
+    def _accumulate_moments(self, z3: torch.Tensor) -> None:
+        sum_z2 = torch.linalg.vecdot(z3, z3).sum(0)
+        positive = (z3 > 0).sum((0, 2))
+        self.sum_z2 = sum_z2 if self.sum_z2 is None else self.sum_z2.add_(sum_z2)
+        self.count_positive = positive if self.count_positive is None else self.count_positive.add_(positive)
 
     def finish(self) -> LayerStats:
         if self.sum_z is None:
@@ -82,16 +97,24 @@ class GateStats:
             mean_abs_gz = s_gz.abs().mean(0) / self.positions
         else:
             mean_abs_gz = self.sum_abs_gz / (self.examples * self.positions)
+        values = self.examples * self.positions
+        mean_z = self.sum_z / values
+        std_z = positive = None
+        if self.moments:
+            # Population variance E[z²] − E[z]²; clamped because rounding can leave it just below 0.
+            std_z = (self.sum_z2 / values - mean_z.square()).clamp_(min=0).sqrt_()
+            positive = self.count_positive.to(mean_z.dtype) / values
         return LayerStats(
-            mean_z=self.sum_z / (self.examples * self.positions), mean_abs_gz=mean_abs_gz, s_g=s_g, s_gz=s_gz,
-            examples=self.examples,
+            mean_z=mean_z, mean_abs_gz=mean_abs_gz, s_g=s_g, s_gz=s_gz, examples=self.examples,
+            std_z=std_z, positive=positive,
         )
 
 
 @contextmanager
-def gather_stats(model: nn.Module, per_example: bool = False) -> Iterator[dict[str, GateStats]]:
-    """Within the block, every backward pass through the model's gates adds to the statistics."""
-    collectors = {layer.name: GateStats(per_example) for layer in unit_layers(model)}
+def gather_stats(model: nn.Module, per_example: bool = False, moments: bool = False) -> Iterator[dict[str, GateStats]]:
+    """Within the block, every backward pass through the model's gates adds to the statistics
+    (``moments``: also Σz² and the count of z > 0, for ``activation_std`` and ``apoz``)."""
+    collectors = {layer.name: GateStats(per_example, moments) for layer in unit_layers(model)}
     gates = {layer.name: gate_of(model, layer) for layer in unit_layers(model)}
     for name, gate in gates.items():
         gate.observer = lambda _gate, z, stats=collectors[name]: stats.observe(z)
@@ -104,3 +127,8 @@ def gather_stats(model: nn.Module, per_example: bool = False) -> Iterator[dict[s
 
 def finish_all(collectors: dict[str, GateStats]) -> dict[str, LayerStats]:
     return {name: stats.finish() for name, stats in collectors.items()}
+
+
+def stats_options(scorers) -> dict[str, bool]:
+    """The union of what ``scorers`` need from the gate statistics, as ``gather_stats`` keywords."""
+    return {"per_example": any(s.per_example for s in scorers), "moments": any(s.moments for s in scorers)}
