@@ -44,7 +44,8 @@ def brute_force(model, batches):
     taylor = {n: (g[n] * z[n]).mean(-1).abs().mean(0) for n in z}
     mean_z = {n: z[n].mean((0, 2)) for n in z}
     mrs = {n: ((mean_z[n][None, :, None] - z[n]) * g[n]).sum(-1).abs().mean(0) for n in z}
-    return taylor, mrs, mean_z
+    gradient = {n: g[n].mean(-1).abs().mean(0) for n in z}
+    return taylor, mrs, mean_z, gradient
 
 
 def gathered_scores(model, batches, name, per_example):
@@ -61,8 +62,8 @@ def test_taylor_mrs_and_mean_match_per_example_autograd(tiny_net, batches, prune
         layers = unit_layers(tiny_net)
         remove_units(tiny_net, layers[0], torch.tensor([2, 5]), torch.full((8,), 0.3, dtype=torch.float64))
         remove_units(tiny_net, layers[2], torch.tensor([0]))
-    taylor, mrs, mean_z = brute_force(tiny_net, batches)
-    for name, expected in (("taylor", taylor), ("mrs", mrs), ("activation_mean", mean_z)):
+    taylor, mrs, mean_z, gradient = brute_force(tiny_net, batches)
+    for name, expected in (("taylor", taylor), ("mrs", mrs), ("activation_mean", mean_z), ("gradient", gradient)):
         got = gathered_scores(tiny_net, batches, name, per_example)
         for layer in expected:
             torch.testing.assert_close(got[layer], expected[layer], rtol=1e-10, atol=1e-12, msg=f"{name}/{layer}")

@@ -10,6 +10,12 @@ def taylor(ctx: ScoringContext) -> Scores:
     return {name: stats.mean_abs_gz for name, stats in ctx.stats.items()}
 
 
+@register_scorer("gradient", needs_data=True, per_example=True)
+def gradient(ctx: ScoringContext) -> Scores:
+    """Gradient alone, the other factor of Taylor (Molchanov fig. 14): ``mean_k |(1/M) Σ_m g_{k,m}|``."""
+    return {name: stats.s_g.abs().mean(0) / stats.positions for name, stats in ctx.stats.items()}
+
+
 @register_scorer("mrs", needs_data=True, per_example=True)
 def mrs(ctx: ScoringContext) -> Scores:
     """Mean replacement saliency (Evci thesis def. 3.1.2): ``mean_k |Σ_m (mean_z − z_{k,m}) g_{k,m}|``.

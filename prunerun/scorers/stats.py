@@ -31,6 +31,7 @@ class LayerStats:
     s_g: torch.Tensor | None  # [N, U] per-example Σ_m g (kept when per_example=True)
     s_gz: torch.Tensor | None  # [N, U] per-example Σ_m g·z
     examples: int
+    positions: int = 1  # M, positions of one map
     std_z: torch.Tensor | None = None  # [U] std of z over examples and positions (moments=True)
     positive: torch.Tensor | None = None  # [U] fraction of z > 0 over examples and positions (moments=True)
 
@@ -105,7 +106,7 @@ class GateStats:
             std_z = (self.sum_z2 / values - mean_z.square()).clamp_(min=0).sqrt_()
             positive = self.count_positive.to(mean_z.dtype) / values
         return LayerStats(
-            mean_z=mean_z, mean_abs_gz=mean_abs_gz, s_g=s_g, s_gz=s_gz, examples=self.examples,
+            mean_z=mean_z, mean_abs_gz=mean_abs_gz, s_g=s_g, s_gz=s_gz, examples=self.examples, positions=self.positions,
             std_z=std_z, positive=positive,
         )
 
