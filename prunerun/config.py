@@ -62,7 +62,7 @@ class ScorerConfig:
 
     name: str = MISSING
     bins: int = 10  # mutual_info: quantisation bins of the per-example mean activation
-    probes: int = 16  # obd: Rademacher probes v for diag(H) ≈ E[v ⊙ Hv]
+    probes: int = 32  # obd: Rademacher probes per scoring batch for diag(H) ≈ E[v ⊙ Hv]
     joint_lambda: float = 0.5  # joint: (1 − λ)·taylor + λ·activation, after l2 normalisation
     unit_batch: int = 16  # oracle_*/mrp: units ablated together in one pass over the cached input
 

@@ -19,7 +19,7 @@ from prunerun.config import Config
 from prunerun.data import DataSplits, build_dataset
 from prunerun.errors import UserError
 from prunerun.figures.run_plots import plot_run
-from prunerun.measure.flops import layer_costs, output_sizes, unit_flops
+from prunerun.measure.flops import layer_costs, output_sizes
 from prunerun.measure.penalties import PenaltyMeasurer
 from prunerun.measure.units import UNITS_COLUMNS, UnitTracker
 from prunerun.models import build_model
@@ -29,7 +29,7 @@ from prunerun.results import (CORRELATION_COLUMNS, METRICS_COLUMNS, PENALTIES_CO
 from prunerun.schedules import get_schedule
 from prunerun.measure.correlation import correlate
 from prunerun.scorers import Scorer, ScoringContext, get_scorer, list_scorers
-from prunerun.scorers.selection import units_to_remove
+from prunerun.scorers.selection import flops_penalty, units_ranked, units_to_remove
 from prunerun.scorers.stats import finish_all, gather_stats
 from prunerun.train import (Batch, RunningMean, attach_lr_attack, backward_only, endless_batches, evaluate,
                             iterate_batches, make_optimizer, train_step)
@@ -73,7 +73,8 @@ class Run:
     cfg: Config
     model: nn.Module
     data: DataSplits
-    batches: Iterator[Batch]
+    batches: Iterator[Batch]  # training updates
+    score_batches: Iterator[Batch]  # scoring passes: a stream of their own, so scorers do not shift training
     metrics: CsvTable
     pruning: CsvTable
     sizes: dict[str, tuple[int, ...]]
@@ -139,6 +140,9 @@ def prune_per_schedule(run: Run, scorer: Scorer, generator: torch.Generator) -> 
     cfg = run.cfg
     plan = get_schedule(cfg.schedule.name)(cfg.schedule, cfg.prune.fraction, sum(units_total(run.model).values()))
     optimizer, scores, stats, iteration = None, None, {}, 0
+    if cfg.prune.flops_lambda and cfg.prune.selection == "per_layer":
+        log.warning("prune.flops_lambda changes nothing with prune.selection=per_layer: "
+                    "Θ_flops is the same for every unit of a layer; use prune.selection=global")
     flops = run.record_pruning(0, "dense")
     for iteration, fraction in enumerate(tqdm(plan, desc="pruning", disable=None, leave=False), start=1):
         if cfg.prune.target_flops is not None and flops <= cfg.prune.target_flops:
@@ -150,27 +154,28 @@ def prune_per_schedule(run: Run, scorer: Scorer, generator: torch.Generator) -> 
             if cfg.schedule.finetune_steps:
                 optimizer = run.train(cfg.schedule.finetune_steps, cfg.prune.lr, "finetune", optimizer)
             elif needs_stats:
-                backward_only(run.model, [next(run.batches) for _ in range(cfg.prune.score_batches)])
+                backward_only(run.model, [next(run.score_batches) for _ in range(cfg.prune.score_batches)])
+        alive = alive_units(run.model)
+        penalty = flops_penalty(run.model, run.sizes, cfg.prune.flops_lambda)
         if rescore:
             stats = finish_all(collectors) if needs_stats else {}
-            batches = [next(run.batches) for _ in range(cfg.prune.score_batches)] if scorer.needs_batches else []
+            batches = [next(run.score_batches) for _ in range(cfg.prune.score_batches)] if scorer.needs_batches else []
             scores = scorer(ScoringContext(run.model, stats, generator, batches, cfg.scorer))
-        remove = units_to_remove(scores, alive_units(run.model), fraction, cfg.prune.selection, cfg.prune.normalization,
-                                 flops_penalty(run, scores))
+            if not cfg.schedule.rescore:  # freeze the first ranking: normalised and penalised once
+                scores = units_ranked(scores, alive, cfg.prune.normalization, penalty)
+        if cfg.schedule.rescore:
+            remove = units_to_remove(scores, alive, fraction, cfg.prune.selection, cfg.prune.normalization, penalty)
+        else:
+            remove = units_to_remove(scores, alive, fraction, cfg.prune.selection)
         fills = {name: layer_stats.mean_z for name, layer_stats in stats.items()} if cfg.prune.mean_replacement else None
         remove_selected(run.model, remove, fills)
         flops = run.record_pruning(iteration, "pruned")
+    if cfg.prune.target_flops is not None and flops > cfg.prune.target_flops:
+        log.warning("prune.target_flops=%g not reached: prune.fraction=%g stopped pruning at %d FLOPs; raise prune.fraction",
+                    cfg.prune.target_flops, cfg.prune.fraction, flops)
     if iteration and cfg.schedule.final_finetune_steps:
         run.train(cfg.schedule.final_finetune_steps, cfg.prune.lr, "finetune", optimizer)
         run.record_pruning(iteration + 1, "finetuned")
-
-
-def flops_penalty(run: Run, scores: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
-    """λ·Θ_flops per unit (MFLOPs of one output map, kept inputs only), Molchanov eq. 9; None if λ = 0."""
-    if not run.cfg.prune.flops_lambda:
-        return None
-    per_map = unit_flops(run.model, run.sizes)
-    return {name: torch.full((len(s),), run.cfg.prune.flops_lambda * per_map[name]) for name, s in scores.items()}
 
 
 def correlation_setup(cfg: Config, data: DataSplits) -> tuple[list[Scorer], list[Batch]]:
@@ -212,7 +217,8 @@ def run(cfg: Config, out_dir: Path, overrides: str = "") -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     ids = run_identifiers(cfg, overrides)
     penalties = CsvTable(out_dir / "penalties.csv", PENALTIES_COLUMNS, ids)
-    run = Run(cfg, model, data, endless_batches(data.train, cfg.train.batch_size, torch.Generator().manual_seed(cfg.seed)),
+    batches = lambda offset: endless_batches(data.train, cfg.train.batch_size, torch.Generator().manual_seed(cfg.seed + offset))  # noqa: E731
+    run = Run(cfg, model, data, batches(0), batches(3),
               CsvTable(out_dir / "metrics.csv", METRICS_COLUMNS, ids),
               CsvTable(out_dir / "pruning.csv", PRUNING_COLUMNS, ids), output_sizes(model, data.input_shape))
 

@@ -96,16 +96,21 @@ def evaluate(model: nn.Module, data: TensorDataset, batch_size: int = 500, bn_tr
 
 
 def attach_lr_attack(optimizer: torch.optim.Optimizer, weight: torch.Tensor, unit: int, attacks_at, multiplier: float):
-    """Learning-rate attack (Evci thesis §3.3): before update number s (counted from 1) for which
-    ``attacks_at(s)``, multiply the gradient of ``weight[unit]`` (the unit's incoming weights, not
-    its bias) by ``multiplier``. A hook of the optimizer, so copies of the model are never attacked."""
-    count = 0
+    """Learning-rate attack (Evci thesis §3.3): update number s (counted from 1) with ``attacks_at(s)``
+    moves ``weight[unit]`` (the unit's incoming weights, not its bias) ``multiplier`` times as far
+    as the optimizer would: its learning rate is multiplied for that one update, momentum buffer
+    untouched. Hooks of the optimizer, so copies of the model are never attacked."""
+    count, saved = 0, None
 
     @torch.no_grad()
     def before_step(*_) -> None:
-        nonlocal count
+        nonlocal count, saved
         count += 1
-        if attacks_at(count) and weight.grad is not None:
-            weight.grad[unit] *= multiplier
+        saved = weight[unit].clone() if attacks_at(count) else None
 
-    return optimizer.register_step_pre_hook(before_step)
+    @torch.no_grad()
+    def after_step(*_) -> None:
+        if saved is not None:
+            weight[unit] = saved + multiplier * (weight[unit] - saved)
+
+    return optimizer.register_step_pre_hook(before_step), optimizer.register_step_post_hook(after_step)

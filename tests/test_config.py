@@ -51,6 +51,12 @@ def test_out_of_range_values_are_refused(override, message):
         to_config(compose_config([override]))
 
 
+@pytest.mark.parametrize("preset", group_options("experiment"))
+def test_every_experiment_preset_composes_and_validates(preset):
+    cfg = to_config(compose_config([f"+experiment={preset}"]))
+    assert cfg.correlate.enabled or cfg.attack.layer or not cfg.schedule.rescore
+
+
 def test_wrong_types_fail_at_compose_time():
     with pytest.raises(Exception, match="Error merging override prune.fraction=abc"):
         compose_config(["prune.fraction=abc"])

@@ -51,4 +51,16 @@ def test_correlation_run_writes_scores_and_correlations(tiny_config, tmp_path):
     assert set(correlation["scope"]) == {"conv1", "conv2", "fc1", "per_layer_mean", "all_layers"}
     reference = correlation[(correlation["criterion"] == "oracle_abs") & (correlation["normalization"] == "none")]
     assert (reference["spearman"] == 1).all()
+    # every ρ again, from scores.csv with scipy: per layer and pooled over layers (oracle kept raw)
+    oracle = scores[(scores["criterion"] == "oracle_abs") & (scores["normalization"] == "none")]
+    rho = correlation.set_index(["criterion", "normalization", "scope"])["spearman"]
+    for (criterion, normalization), values in scores.groupby(["criterion", "normalization"]):
+        merged = values.merge(oracle, on=["layer", "unit"], suffixes=("", "_oracle"))
+        if merged["value"].nunique() > 1:
+            pooled = spearmanr(merged["value"], merged["value_oracle"]).statistic
+            assert rho[(criterion, normalization, "all_layers")] == pytest.approx(pooled, abs=1e-6)
+        for layer, part in merged.groupby("layer"):
+            if part["value"].nunique() > 1:
+                assert rho[(criterion, normalization, layer)] == pytest.approx(
+                    spearmanr(part["value"], part["value_oracle"]).statistic, abs=1e-6)
     assert len(pd.read_csv(tmp_path / "pruning.csv")) == 4  # dense only: prune.fraction=0

@@ -32,8 +32,12 @@ def test_hessian_diagonal_converges_to_the_exact_diagonal(tiny_net, batches):
     hessian = exact_hessian(tiny_net, params, batches)
     assert torch.allclose(hessian, hessian.T, atol=1e-12)
     diagonal = hessian.diagonal()
-    # for Rademacher v, Var[(v ⊙ Hv)_i] = Σ_{j≠i} H_ij², so E‖estimate − diag‖² = Σ_{i≠j} H_ij² / P
-    off_diagonal = hessian.pow(2).sum() - diagonal.pow(2).sum()
+    # for Rademacher v, Var[(v ⊙ Hv)_i] = Σ_{j≠i} H_ij²; each batch b estimates its share
+    # H_b = (n_b/N)·Hessian(batch b) with its own P probes, so E‖estimate − diag‖² = Σ_b Σ_{i≠j} H_b,ij² / P
+    total = sum(len(y) for _, y in batches)
+    shares = [exact_hessian(tiny_net, params, [b]) * len(b[1]) / total for b in batches]
+    torch.testing.assert_close(sum(shares), hessian)
+    off_diagonal = sum(h.pow(2).sum() - h.diagonal().pow(2).sum() for h in shares)
     errors = {}
     for probes in (16, 256):
         estimate = torch.cat([d.flatten() for d in hessian_diagonal(tiny_net, params, batches, probes,
@@ -43,8 +47,8 @@ def test_hessian_diagonal_converges_to_the_exact_diagonal(tiny_net, batches):
     assert errors[256] < errors[16] / 2.5  # 1/√P: a factor 4 expected
 
 
-def test_obd_sums_half_h_w2_over_weight_row_bias_and_batchnorm(monkeypatch):
-    """With a known diagonal (all ones) the score is ½ (‖W_u‖² + b_u² + γ_u² + β_u²)."""
+def test_obd_sums_half_h_w2_over_the_weight_row(monkeypatch):
+    """With a known diagonal (all ones) the score is ½ ‖W_u‖² (bias and BatchNorm left out)."""
     torch.manual_seed(0)
     model = ConvNet(num_classes=10)
     for module in model.modules():
@@ -57,6 +61,6 @@ def test_obd_sums_half_h_w2_over_weight_row_bias_and_batchnorm(monkeypatch):
     scores = get_scorer("obd")(context)
     for i, block in enumerate(model.blocks):
         conv, bn = block["conv"], block["bn"]
-        expected = 0.5 * (conv.weight.pow(2).flatten(1).sum(1) + conv.bias.pow(2) + bn.weight.pow(2) + bn.bias.pow(2))
+        expected = 0.5 * conv.weight.pow(2).flatten(1).sum(1)
         torch.testing.assert_close(scores[f"conv{i + 1}"], expected.detach())
 

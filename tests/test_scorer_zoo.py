@@ -195,3 +195,18 @@ def test_joint_is_a_mix_of_l2_normalised_taylor_and_mean_over_kept_units(tiny_ne
 
 def test_minmax_is_a_valid_normalization_choice():
     assert to_config(compose_config(["prune.normalization=minmax"])).prune.normalization == "minmax"
+
+
+def test_activation_std_stays_accurate_in_float32():
+    """Units with mean 5 and spread 0.01: E[z²] − E[z]² in float32 would misorder them."""
+    from prunerun.scorers.stats import GateStats
+
+    generator = torch.Generator().manual_seed(0)
+    z = 5 + torch.randn(4, 64, 3, 100, generator=generator, dtype=torch.float64) * torch.tensor([0.0100, 0.0102, 0.0098])[None, None, :, None]
+    stats = GateStats(moments=True)
+    for batch in z:
+        stats._accumulate(batch.float(), torch.zeros_like(batch, dtype=torch.float32))
+    exact = z.transpose(0, 2).reshape(3, -1).std(1, correction=0)
+    got = stats.finish().std_z.double()
+    torch.testing.assert_close(got, exact, rtol=1e-5, atol=0)
+    assert got.argsort().tolist() == exact.argsort().tolist()

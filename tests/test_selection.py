@@ -83,3 +83,16 @@ def test_per_unit_penalty_reorders_within_a_layer():
     for selection in ("global", "per_layer"):
         assert units_to_remove(scores, alive, 0.25, selection, "minmax", penalty)["a"].tolist() == [3]
         assert units_to_remove(scores, alive, 0.25, selection, "minmax")["a"].tolist() == [0]
+
+
+def test_minmax_ties_do_not_drain_the_first_layer():
+    """After minmax every layer's weakest unit scores 0; iterative global removal must not break
+    that tie by layer order (which would empty conv1 first)."""
+    generator = torch.Generator().manual_seed(0)
+    scores = {name: torch.rand(n, generator=generator) for name, n in (("conv1", 8), ("conv2", 16), ("fc1", 32))}
+    alive = {name: torch.ones(len(s), dtype=torch.bool) for name, s in scores.items()}
+    for step in range(1, 12):
+        for name, index in units_to_remove(scores, alive, step / 56, "global", "minmax").items():
+            alive[name][index] = False
+    removed = {name: int((~mask).sum()) for name, mask in alive.items()}
+    assert sum(removed.values()) == 11 and removed["conv1"] < 7 and removed["fc1"] > 0

@@ -5,11 +5,9 @@ the loss C (mean cross-entropy over ``ctx.batches``, eval mode) estimated as
 ``diag(H) ≈ (1/P) Σ_p v_p ⊙ H v_p`` with Rademacher probes v (Bekas et al. 2007), the
 Hessian-vector products by double backward (Pearlmutter 1994).
 
-The unit's parameters are its producer's weight row and bias entry and, when a BatchNorm sits
-between producer and gate, its scale and shift entries: zeroing exactly these makes the unit
-output 0, so the OBD sum is the diagonal second-order estimate of removing the unit. (Molchanov
-sums over the feature map's kernel; the bias and BatchNorm entries are our choice.) The estimate
-is signed; units whose ``h_ii`` come out negative rank lowest.
+The sum runs over the unit's incoming weights (its producer's weight row), as in METHODS.md and
+Molchanov's per-kernel OBD. The estimate is signed; units whose ``h_ii`` come out negative rank
+lowest. Every batch draws fresh probes, so the estimate averages ``probes × batches`` of them.
 """
 from __future__ import annotations
 
@@ -26,9 +24,8 @@ from prunerun.scorers import Batch, Scores, ScoringContext, register_scorer
 
 
 def unit_parameters(model: nn.Module, layer: UnitLayer) -> list[nn.Parameter]:
-    """Parameters whose entry u (first dimension) belongs to unit u of ``layer``."""
-    modules = [model.get_submodule(layer.producer)] + ([model.get_submodule(layer.norm)] if layer.norm else [])
-    return [p for m in modules for p in (getattr(m, "weight", None), getattr(m, "bias", None)) if p is not None]
+    """The producer's weight: row u holds the incoming weights of unit u of ``layer``."""
+    return [model.get_submodule(layer.producer).weight]
 
 
 def rademacher(like: list[torch.Tensor], seed: int) -> list[torch.Tensor]:
@@ -61,11 +58,10 @@ def hessian_diagonal(model: nn.Module, params: list[nn.Parameter], batches: list
                      generator: torch.Generator) -> list[torch.Tensor]:
     """``(1/P) Σ_p v_p ⊙ H v_p`` for H the Hessian of the mean cross-entropy over ``batches`` w.r.t. ``params``.
 
-    The same probes serve every batch (H is the example-weighted sum of the batches' Hessians), so
-    each batch's first-order graph is built once and reused by all P products.
+    H is the example-weighted sum of the batches' Hessians; each batch estimates its own term with
+    P fresh probes, reusing its first-order graph for all P products.
     """
     device = params[0].device
-    seeds = torch.randint(0, 2**62, (probes,), generator=generator).tolist()
     total = sum(len(y) for _, y in batches)
     diagonal = [torch.zeros_like(p) for p in params]
     with _differentiable(model, params):
@@ -74,7 +70,7 @@ def hessian_diagonal(model: nn.Module, params: list[nn.Parameter], batches: list
             grads = torch.autograd.grad(loss, params, create_graph=True)
             # a gradient that no longer depends on the parameters (H rows of zeros) cannot be differentiated
             live = [i for i, g in enumerate(grads) if g.requires_grad]
-            for seed in seeds:
+            for seed in torch.randint(0, 2**62, (probes,), generator=generator).tolist():
                 v = rademacher(params, seed)
                 hv = torch.autograd.grad([grads[i] for i in live], params, [v[i] for i in live],
                                          retain_graph=True, allow_unused=True)

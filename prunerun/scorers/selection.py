@@ -10,6 +10,9 @@ already removed are never ranked, and a layer never loses its last unit.
 from __future__ import annotations
 
 import torch
+from torch import nn
+
+from prunerun.measure.flops import unit_flops
 
 Scores = dict[str, torch.Tensor]
 
@@ -30,6 +33,23 @@ def normalize(scores: torch.Tensor, alive: torch.Tensor, method: str) -> torch.T
     return scores / norm if norm > 0 else scores
 
 
+def flops_penalty(model: nn.Module, sizes: dict[str, tuple[int, ...]], lam: float) -> Scores | None:
+    """λ·Θ_flops per layer (MFLOPs of one output map, kept inputs only), Molchanov eq. 9; None if λ = 0."""
+    if not lam:
+        return None
+    return {name: torch.tensor(lam * mflops) for name, mflops in unit_flops(model, sizes).items()}
+
+
+def units_ranked(scores: Scores, alive: dict[str, torch.Tensor], normalization: str,
+                 penalty: Scores | None = None) -> Scores:
+    """The normalised, penalised saliencies :func:`units_to_remove` ranks by (to keep one ranking)."""
+    normed = {name: normalize(s.detach().float().cpu(), alive[name].cpu(), normalization) for name, s in scores.items()}
+    for name, value in (penalty or {}).items():
+        if name in normed:
+            normed[name] = normed[name] - torch.as_tensor(value).detach().float().cpu()
+    return normed
+
+
 def units_to_remove(
     scores: Scores,
     alive: dict[str, torch.Tensor],
@@ -41,12 +61,8 @@ def units_to_remove(
     """Indices to remove per layer so that ``fraction`` of the units in ``scores``' layers are
     removed in total (already removed units count towards it). ``penalty[layer]`` (a scalar or
     one value per unit; layers left out get none) is subtracted from the normalised scores."""
-    scores = {name: s.detach().float().cpu() for name, s in scores.items()}
     alive = {name: alive[name].cpu() for name in scores}
-    normed = {name: normalize(s, alive[name], normalization) for name, s in scores.items()}
-    for name, value in (penalty or {}).items():
-        if name in normed:
-            normed[name] = normed[name] - torch.as_tensor(value).detach().float().cpu()
+    normed = units_ranked(scores, alive, normalization, penalty)
     if selection == "per_layer":
         return {name: _lowest(normed[name], alive[name], _target(fraction, alive[name])) for name in normed}
     if selection != "global":
@@ -61,7 +77,9 @@ def units_to_remove(
     flat = torch.cat([normed[name][alive[name]] for name in names])
     owner = torch.cat([torch.full((int(alive[n].sum()),), i) for i, n in enumerate(names)])
     index = torch.cat([alive[name].nonzero().flatten() for name in names])
-    for k in torch.sort(flat, stable=True).indices.tolist():
+    # equal scores (every layer's minimum is 0 after minmax) fall in a fixed pseudo-random order, not layer order
+    shuffle = torch.randperm(len(flat), generator=torch.Generator().manual_seed(0))
+    for k in shuffle[torch.sort(flat[shuffle], stable=True).indices].tolist():
         name = names[owner[k]]
         if left[name] > 1:
             chosen[name].append(int(index[k]))

@@ -47,7 +47,7 @@ class GateStats:
     def reset(self) -> None:
         self.sum_z: torch.Tensor | None = None
         self.sum_abs_gz: torch.Tensor | None = None
-        self.sum_z2: torch.Tensor | None = None
+        self.sum_z2: torch.Tensor | None = None  # Σ (z − mean)², float64, merged over batches
         self.count_positive: torch.Tensor | None = None
         self.positions = 0
         self.examples = 0
@@ -82,9 +82,21 @@ class GateStats:
             self.sum_abs_gz = abs_gz.mul_(batch) if self.sum_abs_gz is None else self.sum_abs_gz.add_(abs_gz, alpha=batch)
 
     def _accumulate_moments(self, z3: torch.Tensor) -> None:
-        sum_z2 = torch.linalg.vecdot(z3, z3).sum(0)
+        # Centred sums per batch, merged in float64 (Chan et al.): E[z²] − E[z]² would cancel
+        # catastrophically in float32 for units with a large mean and a small spread.
+        count = z3.shape[0] * z3.shape[2]
+        batch_mean = z3.mean((0, 2))
+        centred = (z3 - batch_mean[None, :, None]).square().sum((0, 2)).double()
+        batch_mean = batch_mean.double()
+        if self.sum_z2 is None:
+            self.moment_count, self.moment_mean, self.sum_z2 = count, batch_mean, centred
+        else:
+            total = self.moment_count + count
+            delta = batch_mean - self.moment_mean
+            self.moment_mean = self.moment_mean + delta * (count / total)
+            self.sum_z2 = self.sum_z2 + centred + delta.square() * (self.moment_count * count / total)
+            self.moment_count = total
         positive = (z3 > 0).sum((0, 2))
-        self.sum_z2 = sum_z2 if self.sum_z2 is None else self.sum_z2.add_(sum_z2)
         self.count_positive = positive if self.count_positive is None else self.count_positive.add_(positive)
 
     def finish(self) -> LayerStats:
@@ -102,8 +114,7 @@ class GateStats:
         mean_z = self.sum_z / values
         std_z = positive = None
         if self.moments:
-            # Population variance E[z²] − E[z]²; clamped because rounding can leave it just below 0.
-            std_z = (self.sum_z2 / values - mean_z.square()).clamp_(min=0).sqrt_()
+            std_z = (self.sum_z2 / self.moment_count).sqrt().to(mean_z.dtype)  # population std
             positive = self.count_positive.to(mean_z.dtype) / values
         return LayerStats(
             mean_z=mean_z, mean_abs_gz=mean_abs_gz, s_g=s_g, s_gz=s_gz, examples=self.examples, positions=self.positions,
