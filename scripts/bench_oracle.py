@@ -33,25 +33,28 @@ from prunerun.scorers import ScoringContext, get_scorer  # noqa: E402
 from prunerun.scorers.stats import finish_all, gather_stats  # noqa: E402
 from prunerun.train import backward_only  # noqa: E402
 from prunerun.runner import resolve_device  # noqa: E402
+from prunerun.measure.ablation import gate_means  # noqa: E402
 
 Batches = list[tuple[torch.Tensor, torch.Tensor]]
 
 
 @torch.no_grad()
-def naive_oracle(model: nn.Module, batches: Batches) -> dict[str, torch.Tensor]:
-    """``|C(unit removed) − C|`` with one full forward of every batch per unit."""
+def naive_oracle(model: nn.Module, batches: Batches, mean_replacement: bool = False) -> dict[str, torch.Tensor]:
+    """``|C(unit removed) − C|`` (oracle_abs) or ``mean_k |C_k(unit → its mean) − C_k|`` (MRP),
+    with one full forward of every batch per unit."""
     model.eval()
-    total = sum(len(y) for _, y in batches)
+    fills = gate_means(model, batches) if mean_replacement else {}
 
-    def loss() -> torch.Tensor:
-        return sum(F.cross_entropy(model(x), y, reduction="sum") for x, y in batches) / total
+    def losses() -> torch.Tensor:
+        return torch.cat([F.cross_entropy(model(x), y, reduction="none") for x, y in batches]).double()
 
-    base, state, scores = loss(), gate_state(model), {}
+    base, state, scores = losses(), gate_state(model), {}
     for layer in unit_layers(model):
         changes = []
         for unit in range(model.get_submodule(layer.gate).keep.numel()):
-            remove_units(model, layer, torch.tensor([unit]))
-            changes.append((loss() - base).abs())
+            remove_units(model, layer, torch.tensor([unit]), fills.get(layer.name))
+            delta = losses() - base
+            changes.append(delta.abs().mean() if mean_replacement else delta.mean().abs())
             restore_gates(model, state)
         scores[layer.name] = torch.stack(changes)
     return scores
@@ -98,6 +101,11 @@ def bench(name: str, model: nn.Module, shape: tuple[int, ...], examples: int, ar
     units = sum(s.numel() for s in fast.values())
     print(f"{name:<26} {units:4d} units, {examples} examples: oracle naive {naive_s:8.3f} s   fast {fast_s:8.3f} s   "
           f"ratio {fast_s / naive_s:.3f}   (max |fast − naive| {gap:.1e})")
+    naive_s, slow = median_time(lambda: naive_oracle(model, batches, mean_replacement=True), args.repeats, device)
+    fast_s, fast = median_time(lambda: get_scorer("mrp")(context(model, batches, args, "mrp")), args.repeats, device)
+    gap = max(float((fast[k] - slow[k]).abs().max()) for k in fast)
+    print(f"{'':<26} MRP naive {naive_s:8.3f} s   fast {fast_s:8.3f} s   ratio {fast_s / naive_s:.3f}   "
+          f"(max |fast − naive| {gap:.1e})")
     print(f"{'':<26} OBD ({args.probes} probes) {obd_s:8.3f} s   Taylor gathering {taylor_s:8.3f} s   "
           f"ratio {obd_s / taylor_s:.1f}")
 

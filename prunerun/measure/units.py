@@ -63,8 +63,10 @@ class UnitTracker:
         grad_l1 = torch.cat(grads).flatten(2).abs().sum(-1).mean(0)
         weight_l1 = model.get_submodule(self.layer.producer).weight.detach().flatten(1).abs().sum(1)
         rows = []
+        step_size = -(-z.shape[1] // 2**20)  # torch.quantile takes at most 16M values: subsample big maps
         for unit, role in self.roles.items():
-            q = torch.quantile(z[unit].double(), torch.tensor(QUANTILES, dtype=torch.float64, device=z.device)).tolist()
+            values = z[unit, ::step_size].double()
+            q = torch.quantile(values, torch.tensor(QUANTILES, dtype=torch.float64, device=z.device)).tolist()
             rows.append(dict(step=step, layer=self.layer.name, unit=unit, role=role, mrp=float(mrp[unit]),
                              mrs=float(mrs[unit]), weight_l1=float(weight_l1[unit]), grad_l1=float(grad_l1[unit]),
                              act_min=q[0], act_q25=q[1], act_median=q[2], act_q75=q[3], act_max=q[4],

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from prunerun.measure.ablation import eval_mode
 from prunerun.pruning.units import unit_layers
 from prunerun.scorers import Batch, Scores, ScoringContext, register_scorer
 
@@ -34,16 +35,13 @@ def per_example_means(model: nn.Module, batches: list[Batch]) -> tuple[dict[str,
         return lambda _module, _inputs, out: rows[name].append(out.reshape(out.shape[0], out.shape[1], -1).mean(-1))
 
     handles = [model.get_submodule(layer.gate).register_forward_hook(hook(layer.name)) for layer in unit_layers(model)]
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
     try:
-        for x, _ in batches:
-            model(x.to(device))
+        with eval_mode(model):
+            for x, _ in batches:
+                model(x.to(device))
     finally:
         for handle in handles:
             handle.remove()
-        for module, training in modes:
-            module.training = training
     labels = torch.cat([y for _, y in batches]).to(device)
     return {name: torch.cat(parts) for name, parts in rows.items()}, labels
 
