@@ -60,7 +60,7 @@ def test_obd_sums_half_h_w2_over_the_weight_row(monkeypatch):
     context = ScoringContext(model, {}, torch.Generator().manual_seed(0), batches, ScorerConfig(name="obd"))
     scores = get_scorer("obd")(context)
     for i, block in enumerate(model.blocks):
-        conv, bn = block["conv"], block["bn"]
+        conv = block["conv"]
         expected = 0.5 * conv.weight.pow(2).flatten(1).sum(1)
         torch.testing.assert_close(scores[f"conv{i + 1}"], expected.detach())
 

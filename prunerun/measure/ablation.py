@@ -227,18 +227,17 @@ def _consumer_change(consumer: nn.Module, z: torch.Tensor, index: torch.Tensor, 
 
 
 @torch.no_grad()
-def gate_means(model: nn.Module, batches: list[Batch]) -> dict[str, torch.Tensor]:
-    """Mean gate output of every unit over the examples and positions of ``batches``, in eval mode."""
+def per_example_gate_means(model: nn.Module, batches: list[Batch]) -> dict[str, torch.Tensor]:
+    """Per-example mean over positions of every gate's output, ``[N, U]`` per layer.
+
+    Forward passes in eval mode, so BatchNorm reads its running statistics and updates none of
+    them; every module's mode is restored afterwards.
+    """
     device = next(model.parameters()).device
-    sums: dict[str, torch.Tensor] = {}
-    counts: dict[str, int] = {}
+    rows: dict[str, list[torch.Tensor]] = {layer.name: [] for layer in unit_layers(model)}
 
     def hook(name: str):
-        def record(_module: nn.Module, _inputs: tuple, out: torch.Tensor) -> None:
-            flat = out.transpose(0, 1).reshape(out.shape[1], -1)
-            sums[name] = flat.sum(1) + sums.get(name, 0)
-            counts[name] = counts.get(name, 0) + flat.shape[1]
-        return record
+        return lambda _module, _inputs, out: rows[name].append(out.reshape(out.shape[0], out.shape[1], -1).mean(-1))
 
     handles = [model.get_submodule(layer.gate).register_forward_hook(hook(layer.name)) for layer in unit_layers(model)]
     try:
@@ -248,4 +247,10 @@ def gate_means(model: nn.Module, batches: list[Batch]) -> dict[str, torch.Tensor
     finally:
         for handle in handles:
             handle.remove()
-    return {name: total / counts[name] for name, total in sums.items()}
+    return {name: torch.cat(parts) for name, parts in rows.items()}
+
+
+def gate_means(model: nn.Module, batches: list[Batch]) -> dict[str, torch.Tensor]:
+    """Mean gate output of every unit over the examples and positions of ``batches``, in eval mode
+    (every example has the same positions, so this is the mean of the per-example means)."""
+    return {name: means.mean(0) for name, means in per_example_gate_means(model, batches).items()}

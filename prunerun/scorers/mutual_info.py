@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from prunerun.measure.ablation import eval_mode
-from prunerun.pruning.units import unit_layers
-from prunerun.scorers import Batch, Scores, ScoringContext, register_scorer
+from prunerun.measure.ablation import per_example_gate_means
+from prunerun.scorers import Scores, ScoringContext, register_scorer
 
 
 @register_scorer("mutual_info", needs_batches=True)
@@ -16,34 +14,10 @@ def mutual_info(ctx: ScoringContext) -> Scores:
     on the scoring batches, y the label."""
     if not ctx.batches:
         raise ValueError("mutual_info needs scoring batches in ctx.batches")
-    means, labels = per_example_means(ctx.model, ctx.batches)
+    means = per_example_gate_means(ctx.model, ctx.batches)
+    labels = torch.cat([y for _, y in ctx.batches]).to(next(ctx.model.parameters()).device)
     return {name: information_gain(quantize(a, ctx.options.bins), labels, ctx.options.bins).to(a.dtype)
             for name, a in means.items()}
-
-
-@torch.no_grad()
-def per_example_means(model: nn.Module, batches: list[Batch]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Per-example mean over positions of every gate's output, ``[N, U]`` per layer, and the labels ``[N]``.
-
-    Forward passes in eval mode, so BatchNorm reads its running statistics and updates none of
-    them; every module's mode is restored afterwards.
-    """
-    device = next(model.parameters()).device
-    rows: dict[str, list[torch.Tensor]] = {layer.name: [] for layer in unit_layers(model)}
-
-    def hook(name: str):
-        return lambda _module, _inputs, out: rows[name].append(out.reshape(out.shape[0], out.shape[1], -1).mean(-1))
-
-    handles = [model.get_submodule(layer.gate).register_forward_hook(hook(layer.name)) for layer in unit_layers(model)]
-    try:
-        with eval_mode(model):
-            for x, _ in batches:
-                model(x.to(device))
-    finally:
-        for handle in handles:
-            handle.remove()
-    labels = torch.cat([y for _, y in batches]).to(device)
-    return {name: torch.cat(parts) for name, parts in rows.items()}, labels
 
 
 def quantize(values: torch.Tensor, bins: int) -> torch.Tensor:
