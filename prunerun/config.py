@@ -22,6 +22,10 @@ NORMALIZATIONS = ("none", "l1", "l2", "minmax")
 SELECTIONS = ("global", "per_layer")
 SPLITS = ("train", "val", "test")
 BN_MODES = ("eval", "train")
+LEVELS = ("auto", "unit", "weight")
+DECAYS = ("exp", "linear")
+SALIENCY_LOSSES = ("cross_entropy", "nll_logits")
+AT_UNITS = ("epoch", "step")
 
 
 def _check(ok: bool, message: str) -> None:
@@ -43,17 +47,35 @@ class DatasetConfig:
     train_size: int = -1
     val_size: int = 0
     test_size: int = -1
+    val_fraction: float = 0.0  # > 0: hold out this fraction of the training pool as val (overrides val_size)
+    augment: bool = False  # random crops and flips on training images (datasets read from disk)
+    image_size: int = 0  # crop side of imagenet/birds200/flowers102 (224) and nvgesture (112); 0: the default
+    frames: int = 8  # nvgesture: frames per clip
+    num_workers: int = 0  # DataLoader processes reading datasets from disk
 
     def __post_init__(self) -> None:
         _check(self.val_size >= 0, f"dataset.val_size={self.val_size} must be >= 0")
         for key in ("train_size", "test_size"):
             value = getattr(self, key)
             _check(value == -1 or value > 0, f"dataset.{key}={value} must be > 0, or -1 for all")
+        _check(0 <= self.val_fraction < 1, f"dataset.val_fraction={self.val_fraction} must be in [0, 1)")
+        for key in ("image_size", "num_workers"):
+            _check(getattr(self, key) >= 0, f"dataset.{key}={getattr(self, key)} must be >= 0")
+        _check(self.frames >= 1, f"dataset.frames={self.frames} must be >= 1")
 
 
 @dataclass
 class ModelConfig:
+    """A registered model; optional pretrained weights, then the classifier is sized for the dataset."""
+
     name: str = MISSING
+    weights: str | None = None  # imagenet: torchvision's ImageNet weights from the torch hub cache (offline)
+    checkpoint: str | None = None  # path of a state dict (torch.save(model.state_dict(), PATH)) to load
+
+    def __post_init__(self) -> None:
+        _check(self.weights in (None, "imagenet"), f"model.weights={self.weights!r} is not one of: imagenet, null")
+        _check(self.checkpoint is None or bool(self.checkpoint.strip()),
+               "model.checkpoint is empty; give a state dict path, or null")
 
 
 @dataclass
@@ -65,23 +87,37 @@ class ScorerConfig:
     probes: int = 32  # obd: Rademacher probes per scoring batch for diag(H) ≈ E[v ⊙ Hv]
     joint_lambda: float = 0.5  # joint: (1 − λ)·taylor + λ·activation, after l2 normalisation
     unit_batch: int = 16  # oracle_*/mrp: units ablated together in one pass over the cached input
+    temperature: float = 200.0  # grasp: logits divided by this before the cross-entropy (Wang et al. 2020)
+    samples_per_class: int = 10  # grasp: examples of every class in each class-balanced scoring batch
+    hessian_lambda: float = 1.0  # taylor2: Δw·(∇C + λ·HΔw), thesis Table 2.1 (λ = 1 there)
+    loss_change_limit: int = 20000  # loss_change: refuse layers with more weights (one pass per weight)
 
     def __post_init__(self) -> None:
         _check(self.bins >= 2, f"scorer.bins={self.bins} must be >= 2")
         _check(self.probes >= 1, f"scorer.probes={self.probes} must be >= 1")
         _check(0 <= self.joint_lambda <= 1, f"scorer.joint_lambda={self.joint_lambda} must be in [0, 1]")
         _check(self.unit_batch >= 1, f"scorer.unit_batch={self.unit_batch} must be >= 1")
+        _check(self.temperature > 0, f"scorer.temperature={self.temperature} must be > 0")
+        _check(self.samples_per_class >= 1, f"scorer.samples_per_class={self.samples_per_class} must be >= 1")
+        _check(self.loss_change_limit >= 1, f"scorer.loss_change_limit={self.loss_change_limit} must be >= 1")
 
 
 @dataclass
 class ScheduleConfig:
-    """When and how much to prune: ``one_shot`` or ``iterative`` (Molchanov et al. 2017, §2)."""
+    """When and how much to prune: ``one_shot``/``iterative`` (units, Molchanov et al. 2017 §2),
+    ``at_init``/``gradual`` (weights at initialisation, SNIP/GRASP/FORCE) or ``scheduled`` (a table
+    of training step or epoch → fraction, Evci thesis Table 2.2)."""
 
     name: str = MISSING
     units_per_step: int = 1
     finetune_steps: int = 30
     final_finetune_steps: int = 300
     rescore: bool = True  # false: rank once before the first step and keep that order (Molchanov fig. 3)
+    at: list[int] = field(default_factory=list)  # scheduled: epochs (pruned at their end) or steps ...
+    fractions: list[float] = field(default_factory=list)  # ... and the fraction pruned by each of them
+    at_unit: str = "epoch"  # scheduled: `at` counts epochs or training updates
+    f_nz: list[float] = field(default_factory=list)  # scheduled, weights: after training, remove units whose
+    # fraction of non-zero incoming or outgoing weights is <= f, one evaluation per f (thesis fig. 2.11)
 
     def __post_init__(self) -> None:
         _check(self.units_per_step >= 1, f"schedule.units_per_step={self.units_per_step} must be >= 1")
@@ -90,6 +126,15 @@ class ScheduleConfig:
             self.final_finetune_steps >= 0,
             f"schedule.final_finetune_steps={self.final_finetune_steps} must be >= 0",
         )
+        _check_choice(self.at_unit, AT_UNITS, "schedule.at_unit")
+        _check(len(self.at) == len(self.fractions),
+               f"schedule.at has {len(self.at)} entries but schedule.fractions {len(self.fractions)}; give one fraction per time")
+        _check(all(a >= 1 for a in self.at) and list(self.at) == sorted(set(self.at)),
+               f"schedule.at={list(self.at)} must be increasing epochs or steps, counted from 1")
+        _check(all(0 <= f < 1 for f in self.fractions) and list(self.fractions) == sorted(self.fractions),
+               f"schedule.fractions={list(self.fractions)} must lie in [0, 1) and not decrease")
+        for f in self.f_nz:
+            _check(0 <= f < 1, f"schedule.f_nz has {f}: every value must lie in [0, 1)")
 
 
 @dataclass
@@ -103,6 +148,8 @@ class TrainConfig:
     weight_decay: float = 5e-4
     eval_every: int = 250
     eval_batch_size: int = 500
+    lr_milestones: list[int] = field(default_factory=list)  # updates after which lr is multiplied by lr_gamma
+    lr_gamma: float = 0.1
 
     def __post_init__(self) -> None:
         _check(self.steps >= 0, f"train.steps={self.steps} must be >= 0")
@@ -111,11 +158,14 @@ class TrainConfig:
         _check(self.lr > 0, f"train.lr={self.lr} must be > 0")
         _check(0 <= self.momentum < 1, f"train.momentum={self.momentum} must be in [0, 1)")
         _check(self.weight_decay >= 0, f"train.weight_decay={self.weight_decay} must be >= 0")
+        _check(list(self.lr_milestones) == sorted(set(self.lr_milestones)) and all(m >= 1 for m in self.lr_milestones),
+               f"train.lr_milestones={list(self.lr_milestones)} must be increasing update counts >= 1")
+        _check(0 < self.lr_gamma <= 1, f"train.lr_gamma={self.lr_gamma} must be in (0, 1]")
 
 
 @dataclass
 class PruneConfig:
-    """What fraction of units to remove, how to rank them and how to remove them."""
+    """What fraction of units (or weights) to remove, how to rank them and how to remove them."""
 
     fraction: float = 0.5
     mean_replacement: bool = False
@@ -125,6 +175,13 @@ class PruneConfig:
     lr: float = 0.01
     target_flops: float | None = None  # stop once the model needs at most this many FLOPs per example
     flops_lambda: float = 0.0  # FLOPs regularisation Θ − λ·Θ_flops (MFLOPs per map), Molchanov eq. 9
+    level: str = "auto"  # unit | weight | auto (weights for at_init/gradual, and for scheduled with a weight scorer)
+    num_batches: int = 1  # weights: batches averaged per saliency ("-MB" variants with > 1)
+    steps: int = 10  # gradual: pruning iterations T (FORCE: 300 on CIFAR-10)
+    decay: str = "exp"  # gradual: kept fraction κ^(t/T) (exp) or 1 − t(1 − κ)/T (linear)
+    allow_empty_layers: bool = True  # weights: false keeps at least one weight in every layer
+    saliency_loss: str = "cross_entropy"  # weights: cross_entropy | nll_logits (official FORCE code)
+    record_saliency: bool = True  # gradual: FORCE saliency of each mask ÷ one-shot SNIP's (FORCE figs. 4, 6)
 
     def __post_init__(self) -> None:
         _check(
@@ -138,6 +195,11 @@ class PruneConfig:
         _check(self.target_flops is None or self.target_flops > 0,
                f"prune.target_flops={self.target_flops} must be > 0 (FLOPs per example), or null")
         _check(self.flops_lambda >= 0, f"prune.flops_lambda={self.flops_lambda} must be >= 0")
+        _check_choice(self.level, LEVELS, "prune.level")
+        _check(self.num_batches >= 1, f"prune.num_batches={self.num_batches} must be >= 1")
+        _check(self.steps >= 1, f"prune.steps={self.steps} must be >= 1")
+        _check_choice(self.decay, DECAYS, "prune.decay")
+        _check_choice(self.saliency_loss, SALIENCY_LOSSES, "prune.saliency_loss")
 
 
 @dataclass
@@ -154,6 +216,8 @@ class MeasureConfig:
     finetune_steps: int = 0
     finetune_lr: float = 1e-3
     bn_mode: str = "eval"
+    weight_scorers: list[str] = field(default_factory=list)  # weight-level penalties (thesis figs. 2.2–2.5)
+    weight_layers: list[str] = field(default_factory=lambda: ["all"])  # all and/or conv/linear module names
 
     def __post_init__(self) -> None:
         _check(self.every >= 0, f"measure.every={self.every} must be >= 0 (0 turns measuring off)")

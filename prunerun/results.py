@@ -59,7 +59,7 @@ class CsvTable:
         write_csv_atomic(self.path, self.rows, self.columns)
 
 
-RESULT_FILES = ("metrics.csv", "penalties.csv", "pruning.csv", "scores.csv", "correlation.csv", "units.csv")
+RESULT_FILES = ("metrics.csv", "penalties.csv", "pruning.csv", "scores.csv", "correlation.csv", "units.csv", "timing.csv")
 
 
 def check_fresh(out_dir: Path) -> None:
@@ -74,12 +74,17 @@ def check_fresh(out_dir: Path) -> None:
 
 METRICS_COLUMNS = ["phase", "step", "split", "loss", "accuracy"]
 PENALTIES_COLUMNS = [
-    "step", "scorer", "fraction", "layer", "mean_replacement", "finetune_steps",
+    "step", "level", "scorer", "fraction", "layer", "mean_replacement", "finetune_steps",
     "loss_before", "loss_after", "delta_loss",
 ]
 SCORES_COLUMNS = ["criterion", "normalization", "layer", "unit", "kept", "value"]
 CORRELATION_COLUMNS = ["criterion", "normalization", "scope", "spearman"]
+# Unit runs fill units_*; weight runs fill weights_*, empty (no weight left), pruned/recovered (by the
+# last gradual step, FORCE fig. 9) and saliency_ratio (FORCE saliency ÷ one-shot SNIP's, figs. 4, 6);
+# f_nz rows record the removal of sparse units after scheduled weight pruning (thesis fig. 2.11).
 PRUNING_COLUMNS = [
-    "iteration", "step", "phase", "layer", "units_kept", "units_total", "params", "flops",
+    "iteration", "step", "phase", "layer", "units_kept", "units_total", "weights_kept", "weights_total", "empty",
+    "pruned", "recovered", "saliency_ratio", "f_nz", "params", "flops",
     "val_loss", "val_accuracy", "test_loss", "test_accuracy",
 ]
+TIMING_COLUMNS = ["phase", "seconds", "num_batches", "steps", "device"]

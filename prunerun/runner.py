@@ -1,8 +1,10 @@
-"""The single runner: build → train dense (measuring penalties) → prune per schedule → fine-tune
-→ evaluate → write CSVs and the run's plot."""
+"""The single runner: build → train (measuring penalties) → prune per schedule → fine-tune → evaluate
+→ write CSVs and the run's plot. Units are pruned after dense training (one_shot, iterative) or
+during it (scheduled); weights at initialisation (at_init, gradual) or during training (scheduled)."""
 from __future__ import annotations
 
 import logging
+import math
 import random
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -12,25 +14,28 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import TensorDataset
 from tqdm import tqdm
 
 from prunerun.config import Config
 from prunerun.data import DataSplits, build_dataset
 from prunerun.errors import UserError
 from prunerun.figures.run_plots import plot_run
-from prunerun.measure.flops import layer_costs, output_sizes
+from prunerun.measure.flops import layer_costs, output_sizes, unit_layer_costs
 from prunerun.measure.penalties import PenaltyMeasurer
 from prunerun.measure.units import UNITS_COLUMNS, UnitTracker
 from prunerun.models import build_model
 from prunerun.pruning import alive_units, remove_selected, unit_layers, units_kept, units_total
+from prunerun.pruning.export import save_pruned
+from prunerun.measure.weight_penalties import WeightPenaltyMeasurer
 from prunerun.results import (CORRELATION_COLUMNS, METRICS_COLUMNS, PENALTIES_COLUMNS, PRUNING_COLUMNS, SCORES_COLUMNS,
-                              CsvTable, check_fresh, run_identifiers)
-from prunerun.schedules import get_schedule
+                              TIMING_COLUMNS, CsvTable, check_fresh, run_identifiers)
+from prunerun.schedules import get_schedule, pruning_level, scheduled_steps
 from prunerun.measure.correlation import correlate
 from prunerun.scorers import Scorer, ScoringContext, get_scorer, list_scorers
 from prunerun.scorers.selection import flops_penalty, units_ranked, units_to_remove
 from prunerun.scorers.stats import finish_all, gather_stats
+from prunerun.scorers.weights import get_weight_scorer
+from prunerun.weight_pruning import WeightPruner, remove_sparse_units
 from prunerun.train import (Batch, RunningMean, attach_lr_attack, backward_only, endless_batches, evaluate,
                             iterate_batches, make_optimizer, train_step)
 
@@ -61,11 +66,6 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def to_device(splits: DataSplits, device: torch.device) -> DataSplits:
-    move = lambda d: TensorDataset(*(t.to(device) for t in d.tensors))  # noqa: E731
-    return DataSplits(move(splits.train), move(splits.val), move(splits.test), splits.num_classes, splits.input_shape)
-
-
 @dataclass
 class Run:
     """What the phases of one run share."""
@@ -81,7 +81,10 @@ class Run:
     step: int = 0
 
     def evaluate(self, split: str) -> tuple[float, float]:
-        return evaluate(self.model, self.data.split(split), self.cfg.train.eval_batch_size)
+        return self.evaluate_model(self.model, split)
+
+    def evaluate_model(self, model: nn.Module, split: str) -> tuple[float, float]:
+        return evaluate(model, self.data.split(split), self.cfg.train.eval_batch_size)
 
     def train(self, updates: int, lr: float, phase: str, optimizer: torch.optim.Optimizer | None = None,
               on_step: Callable[[int], None] | None = None) -> torch.optim.Optimizer:
@@ -119,12 +122,12 @@ class Run:
         """Units kept, params and FLOPs per layer plus val/test accuracy, in pruning.csv; returns total FLOPs."""
         (val_loss, val_acc), (test_loss, test_acc) = self.evaluate("val"), self.evaluate("test")
         scores = dict(val_loss=val_loss, val_accuracy=val_acc, test_loss=test_loss, test_accuracy=test_acc)
-        costs = layer_costs(self.model, self.sizes)
+        costs, per_layer = layer_costs(self.model, self.sizes), unit_layer_costs(self.model, self.sizes)
         kept, total = units_kept(self.model), units_total(self.model)
         base = dict(iteration=iteration, step=self.step, phase=phase, **scores)
         rows = [
             dict(base, layer=layer.name, units_kept=kept[layer.name], units_total=total[layer.name],
-                 params=costs[layer.producer][0], flops=costs[layer.producer][1])
+                 params=per_layer[layer.name][0], flops=per_layer[layer.name][1])
             for layer in unit_layers(self.model)
         ]
         flops = sum(f for _, f in costs.values())
@@ -138,7 +141,7 @@ def prune_per_schedule(run: Run, scorer: Scorer, generator: torch.Generator) -> 
     """Repeat {fine-tune while gathering statistics → score → remove} until the plan or the FLOPs
     target is reached, then fine-tune. With ``schedule.rescore=false`` the first ranking is kept."""
     cfg = run.cfg
-    plan = get_schedule(cfg.schedule.name)(cfg.schedule, cfg.prune.fraction, sum(units_total(run.model).values()))
+    plan = get_schedule(cfg.schedule.name)(cfg.schedule, cfg.prune, sum(units_total(run.model).values()))
     optimizer, scores, stats, iteration = None, None, {}, 0
     if cfg.prune.flops_lambda and cfg.prune.selection == "per_layer":
         log.warning("prune.flops_lambda changes nothing with prune.selection=per_layer: "
@@ -178,6 +181,23 @@ def prune_per_schedule(run: Run, scorer: Scorer, generator: torch.Generator) -> 
         run.record_pruning(iteration + 1, "finetuned")
 
 
+def prune_units_to(run: Run, scorer: Scorer, fraction: float, generator: torch.Generator, iteration: int) -> None:
+    """Scheduled unit step: score on ``prune.score_batches`` gradient-only passes, then remove units
+    until ``fraction`` of all are gone."""
+    cfg = run.cfg
+    needs_stats = scorer.needs_data or cfg.prune.mean_replacement
+    with gather_stats(run.model, scorer.per_example, scorer.moments) if needs_stats else nullcontext({}) as collectors:
+        if needs_stats:
+            backward_only(run.model, [next(run.score_batches) for _ in range(cfg.prune.score_batches)])
+    stats = finish_all(collectors) if needs_stats else {}
+    batches = [next(run.score_batches) for _ in range(cfg.prune.score_batches)] if scorer.needs_batches else []
+    scores = scorer(ScoringContext(run.model, stats, generator, batches, cfg.scorer))
+    penalty = flops_penalty(run.model, run.sizes, cfg.prune.flops_lambda)
+    remove = units_to_remove(scores, alive_units(run.model), fraction, cfg.prune.selection, cfg.prune.normalization, penalty)
+    remove_selected(run.model, remove, {n: s.mean_z for n, s in stats.items()} if cfg.prune.mean_replacement else None)
+    run.record_pruning(iteration, "scheduled")
+
+
 def correlation_setup(cfg: Config, data: DataSplits) -> tuple[list[Scorer], list[Batch]]:
     """The criteria (reference included) and fixed batches of the correlation study, checked up front."""
     c = cfg.correlate
@@ -204,15 +224,22 @@ def run(cfg: Config, out_dir: Path, overrides: str = "") -> dict:
     check_fresh(out_dir)
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
-    scorer = get_scorer(cfg.scorer.name)
-    get_schedule(cfg.schedule.name)
-    data = to_device(build_dataset(cfg.dataset, cfg.seed), device)
-    model = build_model(cfg.model.name, data.num_classes, data.input_shape).to(device)
+    schedule = get_schedule(cfg.schedule.name)
+    level = pruning_level(cfg.schedule.name, cfg.scorer.name, cfg.prune.level)
+    scorer = get_weight_scorer(cfg.scorer.name) if level == "weight" else get_scorer(cfg.scorer.name)
+    if cfg.correlate.enabled and schedule.when != "after_training":
+        raise UserError(f"correlate.enabled studies the dense trained net; schedule={schedule.name} prunes "
+                        "before or during training: use schedule=one_shot or iterative")
+    data = build_dataset(cfg.dataset, cfg.seed).to(device)
+    model = build_model(cfg.model.name, data.num_classes, data.input_shape, cfg.model.weights,
+                        cfg.model.checkpoint).to(device)
     measurer = PenaltyMeasurer.create(cfg.measure, cfg.train, model, data, cfg.seed) if cfg.measure.every else None
+    weight_measurer = (WeightPenaltyMeasurer.create(cfg.measure, cfg.scorer, model, data, cfg.seed)
+                       if cfg.measure.every and cfg.measure.weight_scorers else None)
     correlation = correlation_setup(cfg, data) if cfg.correlate.enabled else None
     tracker = UnitTracker.create(cfg.attack, model, data, cfg.seed, cfg.measure.batch_size) if cfg.attack.layer else None
-    log.info("%s on %s (%d/%d/%d examples), device %s", cfg.model.name, cfg.dataset.name,
-             *(len(data.split(s).tensors[1]) for s in ("train", "val", "test")), device)
+    log.info("%s on %s (%d/%d/%d examples), device %s, pruning %ss by %s (%s)", cfg.model.name, cfg.dataset.name,
+             *(len(data.split(s)) for s in ("train", "val", "test")), device, level, scorer.name, schedule.name)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     ids = run_identifiers(cfg, overrides)
@@ -227,30 +254,67 @@ def run(cfg: Config, out_dir: Path, overrides: str = "") -> dict:
     if tracker is not None:
         attach_lr_attack(optimizer, model.get_submodule(tracker.layer.producer).weight, cfg.attack.unit,
                          cfg.attack.attacks_at, cfg.attack.multiplier)
+    lr_schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(cfg.train.lr_milestones), cfg.train.lr_gamma)
+    generator = torch.Generator().manual_seed(cfg.seed + 1)
+    pruner = WeightPruner.create(run, scorer, generator) if level == "weight" else None
+    if pruner is not None:
+        pruner.masks.attach(optimizer)  # pruned weights stay zero through every update
+    if schedule.when == "at_init":
+        pruner.prune_at_init(schedule(cfg.schedule, cfg.prune, sum(pruner.totals.values())))
+    scheduled = scheduled_steps(cfg.schedule, math.ceil(len(data.train) / cfg.train.batch_size)) if schedule.when == "during_training" else {}
 
-    def measure(step: int) -> None:
+    def on_step(step: int) -> None:
+        lr_schedule.step()
         if measurer is not None and step % cfg.measure.every == 0:
             penalties.add(measurer(run.model, step))
+        if weight_measurer is not None and step % cfg.measure.every == 0:
+            penalties.add(weight_measurer(run.model, step))
         if tracker is not None and step % cfg.attack.record_every == 0:
             units.add(tracker(run.model, step))
+        if step in scheduled:
+            if pruner is not None:
+                pruner.prune_to(scheduled[step])
+            else:
+                prune_units_to(run, scorer, scheduled[step], generator, list(scheduled).index(step) + 1)
 
-    run.train(cfg.train.steps, cfg.train.lr, "train", optimizer, on_step=measure)
-    dense = run.evaluate_all("dense")
-    if correlation is not None:
-        correlate_criteria(run, correlation, out_dir, ids)
-    prune_per_schedule(run, scorer, torch.Generator().manual_seed(cfg.seed + 1))
+    if schedule.when == "after_training":
+        run.train(cfg.train.steps, cfg.train.lr, "train", optimizer, on_step=on_step)
+        dense = run.evaluate_all("dense")
+        if correlation is not None:
+            correlate_criteria(run, correlation, out_dir, ids)
+        prune_per_schedule(run, scorer, generator)
+    else:
+        dense = None
+        if pruner is None:
+            run.record_pruning(0, "dense")
+        run.train(cfg.train.steps, cfg.train.lr, "train", optimizer, on_step=on_step)
+        if pruner is not None:
+            pruner.record("trained")
+            CsvTable(out_dir / "timing.csv", TIMING_COLUMNS, ids).add([pruner.timing_row()])
+            if cfg.schedule.f_nz:
+                remove_sparse_units(run, list(cfg.schedule.f_nz))
+        else:
+            run.record_pruning(len(scheduled) + 1, "trained")
     pruned = run.evaluate_all("pruned")
     torch.save(run.model.state_dict(), out_dir / "model.pt")
+    if pruner is None:  # units: the physically smaller network, loadable with the model builder alone
+        save_pruned(run.model, out_dir / "pruned.pt", cfg.model.name, data.num_classes, data.input_shape)
     plot_run(out_dir)
-    summary = dict(dense=dense, pruned=pruned, kept=units_kept(run.model), total=units_total(run.model), out_dir=out_dir)
+    if pruner is not None:
+        kept, total = {n.removesuffix(".weight"): k for n, k in pruner.masks.kept().items()}, {
+            n.removesuffix(".weight"): t for n, t in pruner.totals.items()}
+    else:
+        kept, total = units_kept(run.model), units_total(run.model)
+    summary = dict(dense=dense, pruned=pruned, kept=kept, total=total, level=level, out_dir=out_dir)
     log_summary(summary)
     return summary
 
 
 def log_summary(summary: dict) -> None:
     for phase in ("dense", "pruned"):
-        loss, acc = summary[phase]["test"]
-        log.info("%-6s test accuracy %.2f%%  loss %.4f", phase, 100 * acc, loss)
+        if summary[phase] is not None:
+            loss, acc = summary[phase]["test"]
+            log.info("%-6s test accuracy %.2f%%  loss %.4f", phase, 100 * acc, loss)
     kept = ", ".join(f"{name} {summary['kept'][name]}/{summary['total'][name]}" for name in summary["kept"])
-    log.info("units kept: %s", kept)
+    log.info("%ss kept: %s", summary["level"], kept)
     log.info("results in %s", summary["out_dir"])

@@ -1,4 +1,9 @@
-"""Train, fine-tune and evaluate: plain functions over in-memory tensor datasets."""
+"""Train, fine-tune and evaluate: plain functions over a split's minibatches.
+
+An in-memory ``TensorDataset`` (already on the device) is batched by indexing; any other dataset
+(a :class:`prunerun.data.LazySplit` read from disk) through a DataLoader, its batches moved to the
+split's device.
+"""
 from __future__ import annotations
 
 from typing import Iterator
@@ -6,7 +11,7 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import TensorDataset
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -19,8 +24,12 @@ def make_optimizer(model: nn.Module, lr: float, momentum: float, weight_decay: f
     return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
-def iterate_batches(data: TensorDataset, batch_size: int, generator: torch.Generator | None = None) -> Iterator[Batch]:
-    """One pass over ``data`` in minibatches, shuffled by ``generator`` when one is given."""
+def iterate_batches(data: Dataset, batch_size: int, generator: torch.Generator | None = None) -> Iterator[Batch]:
+    """One pass over ``data`` in minibatches, shuffled by ``generator`` when one is given; without
+    one it is an evaluation pass, in order, over the split's un-augmented view."""
+    if not isinstance(data, TensorDataset):
+        yield from loader_batches(data, batch_size, generator)
+        return
     images, labels = data.tensors
     n = len(labels)
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
@@ -29,7 +38,53 @@ def iterate_batches(data: TensorDataset, batch_size: int, generator: torch.Gener
         yield images[index], labels[index]
 
 
-def endless_batches(data: TensorDataset, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
+class SeededExamples(Dataset):
+    """``dataset[index]`` read under torch's global generator seeded with ``seed``, for keys
+    ``(index, seed)``. Transforms draw from that generator, so an example's augmentation depends on
+    its seed alone: not on the DataLoader worker that reads it (any ``num_workers`` gives the same
+    batches) nor on other streams drawing random numbers. The caller's generator state is kept."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]):
+        index, seed = key
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(seed)
+            return self.dataset[index]
+
+
+def loader_batches(data: Dataset, batch_size: int, generator: torch.Generator | None) -> Iterator[Batch]:
+    """One pass through a DataLoader over a dataset read from disk, batches on the split's device.
+    The order is drawn as for tensors (same generator, same order), then one seed for the pass's
+    augmentations; evaluation passes read the un-augmented view in order."""
+    n = len(data)
+    device = getattr(data, "device", torch.device("cpu"))
+    if generator is not None:
+        source, order = data, torch.randperm(n, generator=generator).tolist()
+        seed = int(torch.randint(2**62, (), generator=generator))
+    else:
+        source, order, seed = getattr(data, "eval_view", data), list(range(n)), 0
+    keys = [(i, seed + k) for k, i in enumerate(order)]
+    # a generator of its own: without one, the DataLoader draws worker seeds from the global generator
+    loader = DataLoader(SeededExamples(source), batch_size=batch_size, sampler=keys, generator=torch.Generator(),
+                        num_workers=getattr(data, "num_workers", 0), pin_memory=device.type == "cuda")
+    for x, y in loader:
+        yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+
+def batch_at(data: Dataset, index: torch.Tensor) -> Batch:
+    """The examples at ``index`` as one batch on the split's device (un-augmented for a lazy split)."""
+    if isinstance(data, TensorDataset):
+        return tuple(t[index.to(t.device)] for t in data.tensors)
+    subset = data.subset(index.tolist()) if hasattr(data, "subset") else Subset(data, index.tolist())
+    return next(iterate_batches(subset, len(index)))
+
+
+def endless_batches(data: Dataset, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
     """Shuffled minibatches, epoch after epoch."""
     while True:
         yield from iterate_batches(data, batch_size, generator)
@@ -81,17 +136,22 @@ def set_eval_mode(model: nn.Module, bn_train: bool = False) -> None:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: TensorDataset, batch_size: int = 500, bn_train: bool = False) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy over ``data`` (eval mode, or BatchNorm in train mode)."""
+def evaluate(model: nn.Module, data: Dataset, batch_size: int = 500, bn_train: bool = False) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy over ``data`` (eval mode, or BatchNorm in train mode);
+    NaN for an empty split."""
+    n = len(data)
+    if n == 0:
+        return float("nan"), float("nan")
     was_training = model.training
     set_eval_mode(model, bn_train)
-    loss_sum, correct = torch.zeros((), dtype=torch.float64, device=model_device(model)), 0
+    device = model_device(model)
+    loss_sum, correct = torch.zeros((), dtype=torch.float64, device=device), 0
     for x, y in iterate_batches(data, batch_size):
+        x, y = x.to(device), y.to(device)
         logits = model(x)
         loss_sum += F.cross_entropy(logits, y, reduction="sum")
         correct += int((logits.argmax(1) == y).sum())
     model.train(was_training)
-    n = len(data.tensors[1])
     return float(loss_sum) / n, correct / n
 
 

@@ -9,8 +9,9 @@ from prunerun.config import to_config
 from prunerun.data import list_datasets
 from prunerun.errors import UserError
 from prunerun.models import list_models
-from prunerun.schedules import list_schedules
+from prunerun.schedules import list_schedules, pruning_level
 from prunerun.scorers import list_scorers
+from prunerun.scorers.weights import list_weight_scorers
 
 from conftest import CONF, compose_config
 
@@ -25,7 +26,7 @@ def group_options(group: str) -> list[str]:
 def test_group_files_and_registries_agree():
     assert group_options("dataset") == list_datasets()
     assert group_options("model") == list_models()
-    assert group_options("scorer") == list_scorers()
+    assert group_options("scorer") == sorted(set(list_scorers()) | set(list_weight_scorers()))
     assert group_options("schedule") == list_schedules()
 
 
@@ -43,18 +44,32 @@ def test_every_option_composes_and_validates(group, option):
     ("measure.fractions=[0.1,1.2]", "every fraction must lie in"),
     ("measure.split=dev", "measure.split='dev'"),
     ("schedule.units_per_step=0", "schedule.units_per_step=0 must be >= 1"),
+    ("schedule=scheduled schedule.at=[3,2] schedule.fractions=[0.1,0.2]", "must be increasing"),
+    ("schedule=scheduled schedule.at=[2] schedule.fractions=[0.1,0.2]", "one fraction per time"),
+    ("schedule=scheduled schedule.fractions=[0.5,0.4,0.8,0.9]", "not decrease"),
+    ("prune.decay=cosine", "prune.decay='cosine' is not one of exp, linear"),
+    ("prune.level=neuron", "prune.level"),
+    ("prune.num_batches=0", "prune.num_batches=0 must be >= 1"),
+    ("scorer.temperature=0", "scorer.temperature=0"),
     ("train.momentum=1.0", "train.momentum"),
     ("device=tpu", "device='tpu'"),
 ])
 def test_out_of_range_values_are_refused(override, message):
     with pytest.raises(UserError, match=message):
-        to_config(compose_config([override]))
+        to_config(compose_config(override.split()))
 
 
 @pytest.mark.parametrize("preset", group_options("experiment"))
 def test_every_experiment_preset_composes_and_validates(preset):
     cfg = to_config(compose_config([f"+experiment={preset}"]))
-    assert cfg.correlate.enabled or cfg.attack.layer or not cfg.schedule.rescore
+    assert cfg != to_config(compose_config())
+
+
+@pytest.mark.parametrize("method", group_options("method"))
+def test_every_method_sets_a_weight_scorer_and_schedule(method):
+    cfg = to_config(compose_config([f"method={method}"]))
+    assert cfg.scorer.name == method and cfg.schedule.name in ("at_init", "gradual")
+    assert pruning_level(cfg.schedule.name, cfg.scorer.name) == "weight"
 
 
 def test_wrong_types_fail_at_compose_time():

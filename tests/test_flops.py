@@ -10,6 +10,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from prunerun.measure.flops import conv_map_flops, layer_costs, output_sizes, unit_flops
+from prunerun.models import build_model
 from prunerun.models.small_cnn import SmallCNN
 from prunerun.pruning import remove_units, unit_layers
 
@@ -142,3 +143,72 @@ def test_unit_flops_is_the_producer_cost_of_one_map_with_kept_inputs():
     costs = layer_costs(model, sizes)  # kept units × Θ^flops = the producer's FLOPs
     for layer, kept in zip(unit_layers(model), (6, 12, 29)):
         assert round(pruned[layer.name] * 1e6) * kept == costs[layer.producer][1]
+
+
+# Appendix A.1, MFLOPs per feature map: AlexNet (CaffeNet, 227×227, groups=2 in conv2/4/5) and R3DCNN
+# (C3D layout, one 1-channel 8×112×112 clip).
+APPENDIX_CAFFENET = [2.3, 1.7, 0.8, 0.6, 0.6]
+APPENDIX_R3DCNN = [5.6, 86.9, 21.7, 43.4, 5.4, 10.8, 1.4, 1.4]
+
+
+def on_meta(name: str, num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
+    with torch.device("meta"):
+        return build_model(name, num_classes, input_shape)
+
+
+@pytest.mark.parametrize("name, input_shape, appendix, worst", [
+    # conv1 2.20 vs 2.3 (−4.3%), conv2 1.75 vs 1.7 (+3.0%), conv3-5 0.78/0.58/0.58 vs 0.8/0.6/0.6 (−2.6%)
+    ("caffenet", (3, 227, 227), APPENDIX_CAFFENET, 0.043),
+    # conv5a/b 1.355 vs 1.4 (−3.2%); the other six within 0.4% (conv2a 86.75 vs 86.9)
+    ("r3dcnn", (1, 8, 112, 112), APPENDIX_R3DCNN, 0.032),
+])
+def test_per_map_flops_lie_within_5_percent_of_the_appendix_lists(name, input_shape, appendix, worst):
+    model = on_meta(name, 25, input_shape)
+    ours = conv_map_flops(model, input_shape)
+    assert list(ours) == [layer.producer for layer in unit_layers(model)]  # the prunable maps, in order
+    errors = [abs(o - t) / t for o, t in zip(ours.values(), appendix, strict=True)]
+    assert max(errors) == pytest.approx(worst, abs=0.001) and max(errors) < 0.05
+
+
+@pytest.mark.parametrize("name, num_classes, input_shape, gflops", [
+    ("vgg16", 1000, (3, 224, 224), 30.96),  # Molchanov Table 2: VGG-16 / ImageNet
+    ("caffenet", 102, (3, 227, 227), 1.46),  # Table 2: AlexNet (CaffeNet) / Flowers-102
+    ("r3dcnn", 25, (1, 8, 112, 112), 37.8),  # §3.4 and Table 2: R3DCNN / nvGesture (one clip)
+])
+def test_whole_network_flops_match_the_papers_totals(name, num_classes, input_shape, gflops):
+    model = on_meta(name, num_classes, input_shape)
+    total = sum(f for _, f in layer_costs(model, output_sizes(model, input_shape)).values()) / 1e9
+    assert abs(total - gflops) / gflops < 0.015
+
+
+def test_grouped_consumer_and_producer_count_kept_channels_per_group():
+    """CaffeNet conv2 (groups 2) after removing conv1 maps 0-9 (group 0) and conv2 maps 130-139 (group 1)."""
+    torch.manual_seed(0)
+    model = build_model("caffenet", 10, (3, 227, 227))
+    layers = unit_layers(model)
+    remove_units(model, layers[0], torch.arange(10))
+    remove_units(model, layers[1], torch.arange(130, 140))
+    sizes = output_sizes(model, (3, 227, 227))
+    params, flops = layer_costs(model, sizes)["features.3"]
+    groups = [(48 - 10, 128), (48, 128 - 10)]  # (kept inputs, kept outputs) per group
+    assert flops == sum(2 * 27 * 27 * (i * 25 + 1) * o for i, o in groups)
+    assert params == sum(o * i * 25 + o for i, o in groups)
+    assert unit_flops(model, sizes)["conv2"] == 2 * 27 * 27 * ((38 + 48) / 2 * 25 + 1) / 1e6
+
+
+def test_consumers_behind_pools_and_depthwise_couplings_count_kept_channels():
+    """VGG conv2_1 reads conv1_2 through a max-pool; MobileNet-V2's depthwise conv loses its unit's maps."""
+    vgg = build_model("vgg16_cifar", 10, (3, 32, 32))
+    conv1_2 = unit_layers(vgg)[1]
+    remove_units(vgg, conv1_2, torch.arange(24))
+    costs = layer_costs(vgg, output_sizes(vgg, (3, 32, 32)))
+    assert costs["features.7"] == (128 * 40 * 9 + 128, 2 * 16 * 16 * (40 * 9 + 1) * 128)  # conv2_1
+    assert costs["features.3"][0] == 40 * 64 * 9 + 40 and costs["features.4"][0] == 2 * 40  # conv1_2 and its BN
+    mobilenet = build_model("mobilenet_v2", 10, (3, 32, 32))
+    expand2 = next(layer for layer in unit_layers(mobilenet) if layer.name == "expand2")
+    remove_units(mobilenet, expand2, torch.arange(90))  # 96 expansion channels → 6
+    sizes = output_sizes(mobilenet, (3, 32, 32))
+    costs = layer_costs(mobilenet, sizes)
+    assert costs["features.2.conv.1.0"] == (6 * 9, 2 * 8 * 8 * (1 * 9 + 1) * 6)  # depthwise 3×3/2 at 16→8
+    assert costs["features.2.conv.2"][0] == 24 * 6  # projection reads 6 maps
+    assert unit_flops(mobilenet, sizes)["expand2"] == (2 * 16 * 16 * (16 + 1) + 2 * 8 * 8 * (9 + 1)) / 1e6

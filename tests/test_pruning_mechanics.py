@@ -6,8 +6,10 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from prunerun.pruning import WeightMasks, propagate_fill, remove_units, shrink, unit_layers
+from prunerun.pruning import Gate, UnitLayer, WeightMasks, propagate_fill, remove_units, shrink, unit_layers
+from prunerun.pruning.layers import FilledConv2d, GroupSplitConv
 from prunerun.measure.flops import layer_costs, output_sizes
 from prunerun.models.small_cnn import SmallCNN
 
@@ -121,3 +123,62 @@ def test_weight_masks_keep_pruned_entries_zero_under_momentum_and_decay(tiny_net
         assert torch.count_nonzero(p[masks.masks[name]]) == int(masks.masks[name].sum()), name
     assert all(torch.count_nonzero(optimizer.state[p]["momentum_buffer"][~masks.masks[n]]) == 0
                for n, p in masks.params.items())
+
+
+class GroupedNet(nn.Module):
+    """conv 2→8 → gate → grouped padded conv 8→6 (groups 2) → BN → gate → grouped 1×1 conv 6→4
+    without bias (groups 2) → BN → linear: grouped consumers, a grouped producer and BN folding."""
+
+    unit_layers = (
+        UnitLayer("conv1", "conv1", "gate1", "conv2"),
+        UnitLayer("conv2", "conv2", "gate2", "conv3", norm="bn2", consumer_norm="bn3"),
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.gate1 = nn.Conv2d(2, 8, 3), Gate(8)
+        self.conv2, self.bn2, self.gate2 = nn.Conv2d(8, 6, 3, padding=1, groups=2), nn.BatchNorm2d(6), Gate(6)
+        self.conv3, self.bn3 = nn.Conv2d(6, 4, 1, groups=2, bias=False), nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4 * 6 * 6, 3)
+
+    def forward(self, x):
+        x = self.gate1(F.relu(self.conv1(x)))
+        x = self.gate2(F.relu(self.bn2(self.conv2(x))))
+        return self.fc(self.bn3(self.conv3(x)).flatten(1))
+
+
+def grouped_net(removed: tuple[list[int], list[int]]) -> GroupedNet:
+    torch.manual_seed(0)
+    model = GroupedNet().double().eval()
+    for norm in (model.bn2, model.bn3):  # non-trivial running statistics
+        norm.running_mean.uniform_(-0.5, 0.5)
+        norm.running_var.uniform_(0.5, 1.5)
+    for layer, index in zip(unit_layers(model), removed):
+        units = model.get_submodule(layer.gate).keep.numel()
+        remove_units(model, layer, torch.tensor(index), torch.rand(units, dtype=torch.float64) + 0.5)
+    return model
+
+
+def test_grouped_convs_keep_their_groups_when_every_group_keeps_as_many_channels():
+    model = grouped_net(([0, 5], [1, 4]))  # one unit of each group, in both layers
+    small = shrink(model).eval()
+    assert isinstance(small.conv2, FilledConv2d)  # padded consumer of conv1's mean-replaced units
+    assert (small.conv2.groups, small.conv2.in_channels, small.conv2.out_channels) == (2, 6, 4)
+    assert (small.conv3.groups, small.conv3.in_channels, small.conv3.bias) == (2, 4, None)
+    x = torch.randn(5, 2, 8, 8, dtype=torch.float64)
+    torch.testing.assert_close(small(x), model(x), rtol=0, atol=1e-12)
+    sizes = output_sizes(model, (2, 8, 8))
+    assert sum(p.numel() for p in small.parameters()) == sum(p for p, _ in layer_costs(model, sizes).values())
+    # the removed fills of conv2's units went into bn3's running mean, not into a new bias
+    assert not torch.equal(small.bn3.running_mean, model.bn3.running_mean)
+
+
+def test_grouped_convs_split_per_group_when_groups_keep_unequal_channels():
+    """conv2's group 0 loses all its inputs and group 1 all its outputs; conv3's group 1 then has no inputs."""
+    model = grouped_net(([0, 1, 2, 3, 5], [3, 4, 5]))
+    small = shrink(model).eval()
+    assert isinstance(small.conv2, GroupSplitConv) and small.conv2.active == [0]
+    assert small.conv2.in_splits == [0, 3] and small.conv2.fill_kernel.shape == (3, 1, 3, 3)
+    assert isinstance(small.conv3, GroupSplitConv) and small.conv3.in_splits == [3, 0]
+    x = torch.randn(5, 2, 8, 8, dtype=torch.float64)
+    torch.testing.assert_close(small(x), model(x), rtol=0, atol=1e-12)

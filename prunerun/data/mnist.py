@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import TensorDataset
 from torchvision.datasets import MNIST
 
-from prunerun.data import DataSplits, register_dataset, split_sizes, stratified_order
+from prunerun.data import DataSplits, held_out_size, register_dataset, split_sizes, stratified_order
 from prunerun.errors import UserError
 
 MEAN, STD = 0.1307, 0.3081
@@ -87,7 +87,7 @@ def mnist5k(cfg, seed: int) -> DataSplits:
     root = Path(cfg.root).expanduser()
     ensure_mnist5k(root)
     images, labels = read_mnist(root, train=True)
-    sizes = split_sizes(len(labels), cfg.train_size, cfg.val_size, cfg.test_size)
+    sizes = split_sizes(len(labels), cfg.train_size, held_out_size(cfg, len(labels)), cfg.test_size)
     train, val, test = _split(images, labels, sizes, seed)
     return DataSplits(train, val, test, num_classes=10, input_shape=(1, 28, 28))
 
@@ -98,7 +98,7 @@ def mnist(cfg, seed: int) -> DataSplits:
     root = Path(cfg.root).expanduser()
     images, labels = read_mnist(root, train=True, download=cfg.download)
     test_images, test_labels = read_mnist(root, train=False, download=cfg.download)
-    train_size, val_size, _ = split_sizes(len(labels), cfg.train_size, cfg.val_size, 0)
+    train_size, val_size, _ = split_sizes(len(labels), cfg.train_size, held_out_size(cfg, len(labels)), 0)
     train, val, _ = _split(images, labels, (train_size, val_size, 0), seed)
     test_size = len(test_labels) if cfg.test_size == -1 else min(cfg.test_size, len(test_labels))
     test = TensorDataset(test_images[:test_size], test_labels[:test_size])

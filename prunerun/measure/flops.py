@@ -1,9 +1,13 @@
 """FLOPs and parameters per layer, Molchanov et al. 2017 appendix A.1.
 
 conv: ``2·H·W·(C_in·K² + 1)·C_out`` with H×W the output map and C_in per group (3-D convs:
-T·H·W and K³); linear: ``(2I − 1)·O``. Channel counts are the *kept* ones: a layer's outputs are
-cut by its own gate, its inputs by the gate of the layer it consumes (P columns per unit after a
-flatten).
+T·H·W and K³); linear: ``(2I − 1)·O``. Channel counts are the *kept* ones (``channel_masks``): a
+layer's outputs are cut by its own gate (and so are those of its BatchNorm and coupled depthwise
+conv), its inputs by the gate of the layer it consumes, wherever that gate sits (P columns per
+unit after a flatten). A grouped conv sums the formula over its groups, each with its own kept
+inputs and outputs, so a gated model and its shrunk copy count the same. BatchNorm adds its
+affine parameters and no FLOPs (it folds into the conv at inference); a recurrent layer counts
+its two matrix products per step as linears.
 
 Relation to ``torch.utils.flop_counter.FlopCounterMode`` (2·MACs, no bias term): for a conv
 ours − 2·H·W·C_out equals its count, for a linear ours + O does (2IO). See tests/test_flops.py.
@@ -15,28 +19,38 @@ import math
 import torch
 from torch import nn
 
-from prunerun.pruning.units import gate_of, unit_layers
+from prunerun.pruning.units import NORMS, channel_masks, unit_layers
 
 CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 COUNTED = (*CONVS, nn.Linear)
+Mask = torch.Tensor | None
 
 
 def output_sizes(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
-    """Spatial output size of every conv/linear for one example of ``input_shape``.
+    """Spatial output size of every conv/linear (sequence length of a recurrent layer) for one
+    example of ``input_shape``.
 
     Runs one forward pass on the model's device; a model built on the ``meta`` device costs nothing.
     """
     sizes: dict[str, tuple[int, ...]] = {}
+
+    def record(name: str, module: nn.Module, output) -> None:
+        if isinstance(module, nn.RNNBase):  # (N, S, H) with batch_first, else (S, N, H)
+            out = output[0]
+            sizes[name] = (out.shape[1] if module.batch_first else out.shape[0],)
+        else:
+            sizes[name] = tuple(output.shape[2:])
+
     handles = [
-        module.register_forward_hook(lambda m, i, o, name=name: sizes.__setitem__(name, tuple(o.shape[2:])))
-        for name, module in model.named_modules() if isinstance(module, COUNTED)
+        module.register_forward_hook(lambda m, i, o, name=name: record(name, m, o))
+        for name, module in model.named_modules() if isinstance(module, (*COUNTED, nn.RNNBase))
     ]
-    device = next(model.parameters()).device
+    param = next(model.parameters())
     was_training = model.training
     try:
         model.eval()
         with torch.no_grad():
-            model(torch.zeros((1, *input_shape), device=device))
+            model(torch.zeros((1, *input_shape), device=param.device, dtype=param.dtype))
     finally:
         model.train(was_training)
         for handle in handles:
@@ -44,24 +58,14 @@ def output_sizes(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, tu
     return sizes
 
 
-def _kept(model: nn.Module) -> tuple[dict[str, int], dict[str, float]]:
-    """Producer path → kept outputs; consumer path → kept fraction of its inputs (from the gates)."""
-    out_kept: dict[str, int] = {}
-    in_fraction: dict[str, float] = {}
-    for layer in unit_layers(model):
-        keep = gate_of(model, layer).keep
-        out_kept[layer.producer] = int(keep.sum())
-        in_fraction[layer.consumer] = float(keep.sum()) / keep.numel()
-    return out_kept, in_fraction
+def _group_counts(mask: Mask, total: int, groups: int) -> list[int]:
+    """Kept channels in each of ``groups`` equal blocks of ``total`` channels."""
+    if mask is None:
+        return [total // groups] * groups
+    return [int(block.sum()) for block in mask.view(groups, -1)]
 
 
-def _kept_inputs(module: nn.Module, fraction: float) -> int:
-    """Kept input features of a linear, or kept input channels per group of a conv."""
-    full = module.in_features if isinstance(module, nn.Linear) else module.weight.shape[1]
-    return round(full * fraction)
-
-
-def map_flops(module: nn.Module, c_in: int, size: tuple[int, ...]) -> int:
+def map_flops(module: nn.Module, c_in: float, size: tuple[int, ...]) -> float:
     """FLOPs of one output map (conv) or neuron (linear), appendix A.1 eq. 11/12 with C_out = 1.
 
     conv: ``2·prod(size)·(C_in·prod(K) + 1)`` (size = output map, C_in per group);
@@ -72,20 +76,58 @@ def map_flops(module: nn.Module, c_in: int, size: tuple[int, ...]) -> int:
     return 2 * math.prod(size) * (c_in * math.prod(module.kernel_size) + 1)
 
 
+def module_cost(module: nn.Module, size: tuple[int, ...], inputs: Mask = None, outputs: Mask = None) -> tuple[int, int]:
+    """(params, FLOPs) of one conv, linear, BatchNorm or recurrent layer with the kept channels."""
+    if isinstance(module, NORMS):
+        kept = module.num_features if outputs is None else int(outputs.sum())
+        return (2 * kept if module.affine else 0), 0
+    if isinstance(module, nn.RNNBase):
+        params = sum(p.numel() for p in module.parameters())
+        gates = {"LSTM": 4, "GRU": 3}.get(module.mode, 1)
+        hidden, steps = module.hidden_size, size[0]
+        per_step = gates * hidden * ((2 * module.input_size - 1) + (2 * hidden - 1)) * module.num_layers
+        return params, steps * per_step
+    if isinstance(module, nn.Linear):
+        c_in = module.in_features if inputs is None else int(inputs.sum())
+        c_out = module.out_features if outputs is None else int(outputs.sum())
+        params = c_out * c_in + (c_out if module.bias is not None else 0)
+        return params, int(map_flops(module, c_in, ())) * c_out
+    groups, kernel = module.groups, math.prod(module.kernel_size)
+    ins = _group_counts(inputs, module.weight.shape[1] * groups, groups)
+    outs = _group_counts(outputs, module.weight.shape[0], groups)
+    params = sum(o * i * kernel for i, o in zip(ins, outs)) + (sum(outs) if module.bias is not None else 0)
+    return params, sum(int(map_flops(module, i, size)) * o for i, o in zip(ins, outs))
+
+
 def layer_costs(model: nn.Module, sizes: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, int]]:
-    """Module path → (params, FLOPs) of every conv/linear, counting only kept units."""
-    out_kept, in_fraction = _kept(model)
+    """Module path → (params, FLOPs) of every conv, linear, BatchNorm and recurrent layer, kept units only."""
+    masks = channel_masks(model)
     costs = {}
     for name, module in model.named_modules():
-        if not isinstance(module, COUNTED):
-            continue
-        c_out = out_kept.get(name, module.weight.shape[0])
-        c_in = _kept_inputs(module, in_fraction.get(name, 1.0))
-        kernel = 1 if isinstance(module, nn.Linear) else math.prod(module.kernel_size)
-        params = c_out * c_in * kernel + (c_out if module.bias is not None else 0)
-        size = () if isinstance(module, nn.Linear) else sizes[name]
-        costs[name] = (params, map_flops(module, c_in, size) * c_out)
+        if isinstance(module, (*COUNTED, *NORMS, nn.RNNBase)):
+            inputs, outputs = masks.get(name, (None, None))
+            costs[name] = module_cost(module, sizes.get(name, ()), inputs, outputs)
     return costs
+
+
+def unit_layer_costs(model: nn.Module, sizes: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, int]]:
+    """Layer name → (params, FLOPs) of its producer, norm and coupled modules (submodules included,
+    so the per-group convs of a shrunk grouped conv count too). Works on gated and shrunk models."""
+    costs = layer_costs(model, sizes)
+    totals = {}
+    for layer in unit_layers(model):
+        roots = [layer.producer, *([layer.norm] if layer.norm else []), *layer.coupled]
+        parts = [c for path, c in costs.items() if any(path == r or path.startswith(r + ".") for r in roots)]
+        totals[layer.name] = (sum(p for p, _ in parts), sum(f for _, f in parts))
+    return totals
+
+
+def _mean_kept_inputs(module: nn.Module, inputs: Mask) -> float:
+    """Kept inputs of a linear, or mean kept input channels per group of a conv."""
+    if isinstance(module, nn.Linear):
+        return module.in_features if inputs is None else int(inputs.sum())
+    counts = _group_counts(inputs, module.weight.shape[1] * module.groups, module.groups)
+    return sum(counts) / len(counts)
 
 
 def unit_flops(model: nn.Module, sizes: dict[str, tuple[int, ...]]) -> dict[str, float]:
@@ -93,16 +135,20 @@ def unit_flops(model: nn.Module, sizes: dict[str, tuple[int, ...]]) -> dict[str,
 
     Molchanov 2017 §2.4 eq. 9 (Θ − λ·Θ^flops_l, λ = 1e-3 on normalised criteria) with Θ^flops_l
     from appendix A.1: conv ``2HW(C_in K² + 1)``, linear ``2I − 1``, C_in/I the kept inputs (per
-    group). Only the producer's cost, as in the appendix lists; the unit's share of its consumer
-    is not included. Recompute after every pruning step: kept inputs change.
+    group, averaged over groups), plus a coupled depthwise conv's map. Only the producer's cost, as
+    in the appendix lists; the unit's share of its consumer is not included. Recompute after every
+    pruning step: kept inputs change.
     """
-    _, in_fraction = _kept(model)
+    masks = channel_masks(model)
     costs = {}
     for layer in unit_layers(model):
-        module = model.get_submodule(layer.producer)
-        c_in = _kept_inputs(module, in_fraction.get(layer.producer, 1.0))
-        size = () if isinstance(module, nn.Linear) else sizes[layer.producer]
-        costs[layer.name] = map_flops(module, c_in, size) / 1e6
+        total = 0.0
+        for path in (layer.producer, *layer.coupled):
+            module = model.get_submodule(path)
+            if isinstance(module, COUNTED):
+                c_in = 1 if path in layer.coupled else _mean_kept_inputs(module, masks.get(path, (None, None))[0])
+                total += map_flops(module, c_in, () if isinstance(module, nn.Linear) else sizes[path])
+        costs[layer.name] = total / 1e6
     return costs
 
 
@@ -113,9 +159,9 @@ def conv_map_flops(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, 
     appendix A.1 Θ^flops list); gates of prunerun models cut the input channels as in ``layer_costs``.
     """
     sizes = output_sizes(model, input_shape)
-    _, in_fraction = _kept(model)
+    masks = channel_masks(model)
     modules = dict(model.named_modules())
     return {
-        name: map_flops(modules[name], _kept_inputs(modules[name], in_fraction.get(name, 1.0)), size) / 1e6
+        name: map_flops(modules[name], _mean_kept_inputs(modules[name], masks.get(name, (None, None))[0]), size) / 1e6
         for name, size in sizes.items() if isinstance(modules[name], CONVS)
     }

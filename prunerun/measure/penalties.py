@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import TensorDataset
+from torch.utils.data import Dataset
 
 from prunerun.config import MeasureConfig, TrainConfig
 from prunerun.errors import UserError
@@ -29,8 +29,8 @@ from prunerun.train import backward_only, endless_batches, evaluate, iterate_bat
 class PenaltyMeasurer:
     cfg: MeasureConfig
     train_cfg: TrainConfig
-    subset: TensorDataset
-    train: TensorDataset
+    subset: Dataset
+    train: Dataset
     scorers: list[Scorer]
     layer_groups: dict[str, list[str]]
     seed: int
@@ -80,7 +80,7 @@ class PenaltyMeasurer:
                     remove = units_to_remove({n: scores[n] for n in names}, alive, fraction, "per_layer")
                     for mean_replacement in (False, True):
                         remove_selected(model, remove, means if mean_replacement else None)
-                        row = dict(step=step, scorer=scorer.name, fraction=fraction, layer=target,
+                        row = dict(step=step, level="unit", scorer=scorer.name, fraction=fraction, layer=target,
                                    mean_replacement=mean_replacement, loss_before=loss_before)
                         loss_after = self._loss(model)
                         rows.append(dict(row, finetune_steps=0, loss_after=loss_after, delta_loss=loss_after - loss_before))

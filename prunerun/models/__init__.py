@@ -1,13 +1,19 @@
 """Model registry: ``model=NAME`` selects a builder ``(num_classes, input_shape) -> nn.Module``.
 
 Every built model carries ``unit_layers`` (its prunable layers, see ``prunerun.pruning.units``).
+Adding a model is one module in this package with a ``@register_model`` builder plus
+``conf/model/NAME.yaml``; every module here is imported, so nothing else changes.
 """
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from typing import Callable
 
+import torch
 from torch import nn
 
+from prunerun.errors import UserError
 from prunerun.registry import Registry
 
 MODELS: Registry[Callable[[int, tuple[int, ...]], nn.Module]] = Registry("model")
@@ -15,9 +21,35 @@ register_model = MODELS.register
 list_models = MODELS.names
 
 
-def build_model(name: str, num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
-    """Build model ``name`` for a dataset with ``num_classes`` and examples of ``input_shape``."""
-    return MODELS.get(name)(num_classes, input_shape)
+def build_model(name: str, num_classes: int, input_shape: tuple[int, ...], weights: str | None = None,
+                checkpoint: str | None = None) -> nn.Module:
+    """Build model ``name`` for a dataset with ``num_classes`` and examples of ``input_shape``.
+
+    ``weights="imagenet"`` loads torchvision's weights from the torch hub cache, ``checkpoint`` a
+    local state dict; the classifier stays newly initialised for ``num_classes`` unless the
+    checkpoint's fits (transfer learning, Molchanov et al. 2017 §3.3).
+    """
+    builder, input_shape = MODELS.get(name), tuple(input_shape)
+    _check_input(name, builder, num_classes, input_shape)
+    model = builder(num_classes, input_shape)
+    if weights is not None or checkpoint is not None:
+        from prunerun.models.pretrained import load_pretrained
+
+        load_pretrained(model, name, weights, checkpoint)
+    return model
 
 
-from prunerun.models import small_cnn  # noqa: E402,F401  (registers its builders)
+def _check_input(name: str, builder: Callable, num_classes: int, input_shape: tuple[int, ...]) -> None:
+    """A UserError, before any real work, if the architecture cannot read examples of ``input_shape``
+    (one forward pass of a copy built on the meta device: no memory, no FLOPs)."""
+    with torch.device("meta"), torch.no_grad():
+        try:
+            builder(num_classes, input_shape).eval()(torch.empty((1, *input_shape)))
+        except (RuntimeError, ValueError) as error:
+            raise UserError(f"model {name!r} cannot read examples of shape {input_shape} ({error}); "
+                            f"use larger inputs (e.g. dataset.image_size) or another model") from None
+
+
+for _module in pkgutil.iter_modules(__path__):  # registers every builder
+    if _module.name not in ("common", "pretrained"):
+        importlib.import_module(f"{__name__}.{_module.name}")

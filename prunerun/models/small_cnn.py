@@ -1,4 +1,4 @@
-"""Small CNN of the Evci 2018 thesis, appendix C.1 (MNIST).
+"""Small CNNs of the Evci 2018 thesis, appendix C.1 (MNIST) and C.2 (CIFAR, widths 8, 16, 64).
 
 conv 1→8 k5 → max-pool 2 → ReLU → conv 8→16 k5 → max-pool 2 → ReLU → fc 256→32 → ReLU → fc 32→10.
 Each prunable layer's post-activation map (what the next layer reads) passes a gate.
@@ -19,6 +19,8 @@ class SmallCNN(nn.Module):
         UnitLayer("conv2", producer="conv2", gate="gate2", consumer="fc1"),
         UnitLayer("fc1", producer="fc1", gate="gate3", consumer="fc2"),
     )
+    torchvision_weights = None  # no ImageNet weights; model.checkpoint loads a state dict
+    head = ("fc2.",)  # replaced when a checkpoint's class count differs
 
     def __init__(self, in_channels: int = 1, image_size: int = 28, num_classes: int = 10,
                  widths: tuple[int, int, int] = (8, 16, 32)) -> None:
@@ -49,3 +51,10 @@ def small_cnn(num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
     """Thesis appendix C.1 net (8, 16, 32 units); other image sizes change fc1's input only."""
     channels, height, _ = input_shape
     return SmallCNN(channels, height, num_classes)
+
+
+@register_model("small_cnn_cifar")
+def small_cnn_cifar(num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
+    """Thesis appendix C.2 net: conv 3→8 k5, conv 8→16 k5, fc 400→64, fc 64→10 (32×32 inputs)."""
+    channels, height, _ = input_shape
+    return SmallCNN(channels, height, num_classes, widths=(8, 16, 64))

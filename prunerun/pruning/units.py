@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
 
 @dataclass(frozen=True)
 class UnitLayer:
@@ -22,6 +24,11 @@ class UnitLayer:
     gate: str
     consumer: str
     norm: str | None = None  # BatchNorm between producer and gate, sliced with the producer
+    # Modules whose channels are the units themselves, sliced on both sides with the producer: a
+    # depthwise conv reading the producer (and its BatchNorm), as in MobileNet-V2's inverted residuals.
+    coupled: tuple[str, ...] = ()
+    # BatchNorm right after a bias-free consumer: removed units' fill folds into its running mean.
+    consumer_norm: str | None = None
 
 
 def unit_layers(model: nn.Module) -> tuple[UnitLayer, ...]:
@@ -44,3 +51,35 @@ def units_kept(model: nn.Module) -> dict[str, int]:
 
 def units_total(model: nn.Module) -> dict[str, int]:
     return {name: mask.numel() for name, mask in alive_units(model).items()}
+
+
+def channel_masks(model: nn.Module) -> dict[str, tuple[torch.Tensor | None, torch.Tensor | None]]:
+    """Module path → (kept input channels, kept output channels) as bool masks, None where all are kept.
+
+    Producers, their norms and coupled modules lose outputs; consumers and coupled modules lose
+    inputs. A linear consumer after a flatten reads P consecutive columns per unit, so its mask
+    repeats each unit's entry P times. Gates on the meta device (a model built for its shapes
+    only) hold no values and count as keeping every unit.
+    """
+    masks: dict[str, list[torch.Tensor | None]] = {}
+
+    def mark(path: str, side: int, keep: torch.Tensor) -> None:
+        masks.setdefault(path, [None, None])[side] = keep
+
+    for layer in unit_layers(model):
+        keep = gate_of(model, layer).keep.bool()
+        if keep.is_meta:
+            continue
+        for path in (layer.producer, *([layer.norm] if layer.norm else []), *layer.coupled):
+            mark(path, 1, keep)
+        for path in layer.coupled:
+            if not isinstance(model.get_submodule(path), NORMS):
+                mark(path, 0, keep)
+        consumer = model.get_submodule(layer.consumer)
+        if isinstance(consumer, nn.Linear):
+            if consumer.in_features % keep.numel():
+                raise ValueError(f"{layer.consumer} reads {consumer.in_features} inputs, not a multiple of "
+                                 f"{keep.numel()} units of layer {layer.name!r}")
+            keep = keep.repeat_interleave(consumer.in_features // keep.numel())
+        mark(layer.consumer, 0, keep)
+    return {path: (inputs, outputs) for path, (inputs, outputs) in masks.items()}

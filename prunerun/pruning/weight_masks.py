@@ -33,6 +33,16 @@ class WeightMasks:
         self.apply()
 
     @torch.no_grad()
+    def set_all(self, masks: dict[str, torch.Tensor], source: dict[str, torch.Tensor] | None = None) -> None:
+        """Replace every mask; with ``source`` (e.g. the dense initial weights) the weights become
+        ``source ⊙ mask``, so entries pruned earlier can return with their source values (FORCE)."""
+        for name, mask in masks.items():
+            self.masks[name] = mask.to(device=self.params[name].device, dtype=torch.bool)
+            if source is not None:
+                self.params[name].copy_(source[name])
+        self.apply()
+
+    @torch.no_grad()
     def apply(self) -> None:
         for name, p in self.params.items():
             p.mul_(self.masks[name])

@@ -1,0 +1,81 @@
+"""CIFAR-10 and CIFAR-100 through ``torchvision.datasets.CIFAR10/100`` (the python pickles in
+``<root>/cifar-10-batches-py`` or ``<root>/cifar-100-python``).
+
+Val is held out of the 50,000 training images (stratified, seeded; FORCE holds out 10%), test is
+the official 10,000. The pickles are small, so val and test live in memory as tensors (the fast
+path of MNIST); training images are augmented per example (random crop 32 with 4-pixel padding,
+horizontal flip; ``dataset.augment``) and read through a DataLoader.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Subset, TensorDataset
+from torchvision.datasets import CIFAR10, CIFAR100
+
+from prunerun.data import DataSplits, LazySplit, held_out_size, register_dataset, split_sizes, stratified_order
+from prunerun.data.images import (dataset_root, missing, native_size, small_image_transforms, test_subset,
+                                  with_transform)
+
+# per-channel statistics of each training set
+STATS = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+}
+SOURCES = {"cifar10": (CIFAR10, 10), "cifar100": (CIFAR100, 100)}
+
+
+def open_cifar(name: str, root: Path, train: bool, download: bool, transform=None):
+    """torchvision's CIFAR reader; absent or corrupt pickles become one :class:`UserError`."""
+    cls = SOURCES[name][0]
+    try:
+        return cls(str(root), train=train, transform=transform, download=download)
+    except (RuntimeError, OSError) as err:
+        files = [f for f, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
+        failed = f" (download failed: {type(err).__name__}: {err})" if download else ""
+        raise missing(name, root / cls.base_folder, f"the python pickles {', '.join(files)}",
+                      f"{cls.url} (unpack it in dataset.root)", download=True, note=failed) from None
+
+
+def to_tensors(images: np.ndarray, labels, index: torch.Tensor, name: str) -> TensorDataset:
+    """uint8 ``[N, 32, 32, 3]`` images at ``index`` → normalised float ``[n, 3, 32, 32]``, as
+    ToTensor + Normalize would give."""
+    mean, std = (torch.tensor(s).view(1, 3, 1, 1) for s in STATS[name])
+    x = torch.from_numpy(images[index.numpy()]).permute(0, 3, 1, 2).float().div(255)
+    return TensorDataset((x - mean) / std, torch.as_tensor(labels)[index].long())
+
+
+def cifar(name: str, cfg, seed: int) -> DataSplits:
+    """Val held out of the training pickles, the official test set; augmented training batches."""
+    root = dataset_root(cfg, SOURCES[name][0].base_folder)
+    size = native_size(cfg, 32, name)
+    train_tf, eval_tf = small_image_transforms(size, *STATS[name], cfg.augment)
+    train_set = open_cifar(name, root, True, cfg.download, train_tf)
+    test_set = open_cifar(name, root, False, False)
+    labels = torch.as_tensor(train_set.targets)
+    train_size, val_size, _ = split_sizes(len(labels), cfg.train_size, held_out_size(cfg, len(labels)), 0)
+    order = stratified_order(labels, seed)
+    train_index, val_index = order[:train_size], order[train_size:train_size + val_size]
+    val = to_tensors(train_set.data, labels, val_index, name)
+    test = to_tensors(test_set.data, test_set.targets, test_subset(test_set.targets, cfg.test_size, seed), name)
+    if cfg.augment:
+        plain = with_transform(train_set, eval_tf)
+        train = LazySplit(Subset(train_set, train_index.tolist()), Subset(plain, train_index.tolist()), cfg.num_workers,
+                          labels=labels[train_index])
+    else:
+        train = to_tensors(train_set.data, labels, train_index, name)
+    return DataSplits(train, val, test, num_classes=SOURCES[name][1], input_shape=(3, size, size))
+
+
+@register_dataset("cifar10")
+def cifar10(cfg, seed: int) -> DataSplits:
+    """CIFAR-10: 50,000 training and 10,000 test images of 10 classes, 32×32."""
+    return cifar("cifar10", cfg, seed)
+
+
+@register_dataset("cifar100")
+def cifar100(cfg, seed: int) -> DataSplits:
+    """CIFAR-100: 50,000 training and 10,000 test images of 100 classes, 32×32."""
+    return cifar("cifar100", cfg, seed)

@@ -1,0 +1,65 @@
+"""Saving a pruned model: the shrunk model's plain state dict plus an architecture description.
+
+``pruned.pt`` holds ``{"architecture": {...}, "state_dict": {...}}`` (``torch.load`` with
+``weights_only=True`` reads it). The description is the model name, class count, input shape and
+the kept unit indices of every prunable layer. :func:`load_pruned` rebuilds the dense
+architecture with the model builder on the meta device (no memory, no initialisation), removes
+the other units and shrinks it, then loads the state dict: the saved weights already hold the
+propagated fills, so nothing else is needed.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from prunerun.pruning.layers import add_fill_kernel
+from prunerun.pruning.shrink import shrink
+from prunerun.pruning.units import gate_of, unit_layers
+
+FORMAT = "prunerun.pruned/1"
+
+
+def describe(model: nn.Module, name: str, num_classes: int, input_shape: tuple[int, ...]) -> dict:
+    """Architecture description of a gated ``model``: enough to rebuild its shrunk copy."""
+    return {
+        "format": FORMAT, "model": name, "num_classes": int(num_classes), "input_shape": [int(s) for s in input_shape],
+        "units": {layer.name: gate_of(model, layer).keep.nonzero().flatten().tolist() for layer in unit_layers(model)},
+    }
+
+
+def save_pruned(model: nn.Module, path: str | Path, name: str, num_classes: int,
+                input_shape: tuple[int, ...]) -> nn.Module:
+    """Shrink the gated ``model`` and save its state dict with :func:`describe`; returns the shrunk model."""
+    small = shrink(model)
+    state = {key: value.detach().cpu() for key, value in small.state_dict().items()}
+    torch.save({"architecture": describe(model, name, num_classes, input_shape), "state_dict": state}, path)
+    return small
+
+
+def load_pruned(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """The shrunk model saved by :func:`save_pruned`, rebuilt with ``build_model`` and loaded (eval mode)."""
+    from prunerun.models import build_model
+
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    arch, state = saved["architecture"], saved["state_dict"]
+    with torch.device("meta"):
+        model = build_model(arch["model"], arch["num_classes"], tuple(arch["input_shape"]))
+    for layer in unit_layers(model):  # real masks on a meta model: shrinking needs their values only
+        gate = gate_of(model, layer)
+        keep = torch.zeros(gate.keep.numel())
+        keep[arch["units"][layer.name]] = 1
+        gate.keep, gate.fill = keep, torch.zeros_like(keep)
+        gate.set_units(keep)
+    small = shrink(model)
+    for key, value in state.items():  # fills propagated into padded convs, or into a bias-free consumer
+        path_, _, leaf = key.rpartition(".")
+        module = small.get_submodule(path_) if path_ else small
+        if leaf == "fill_kernel" and getattr(module, "fill_kernel", None) is None:
+            small.set_submodule(path_, add_fill_kernel(module, torch.empty(value.shape, device="meta")))
+        elif leaf == "bias" and getattr(module, "bias", "absent") is None:
+            module.bias = nn.Parameter(torch.empty(value.shape, device="meta"))
+    small = small.to_empty(device=device)
+    small.load_state_dict(state)
+    return small.eval()
