@@ -87,4 +87,33 @@ PRUNING_COLUMNS = [
     "pruned", "recovered", "saliency_ratio", "f_nz", "params", "flops",
     "val_loss", "val_accuracy", "test_loss", "test_accuracy",
 ]
-TIMING_COLUMNS = ["phase", "seconds", "num_batches", "steps", "device"]
+# phase "mask": wall time to compute weight masks (num_batches per step, steps); phase "latency":
+# median inference time of one batch of batch_size for variant "dense" or "shrunk" (flops, params per example).
+TIMING_COLUMNS = ["phase", "variant", "seconds", "batch_size", "num_batches", "steps", "flops", "params", "device"]
+
+
+def find_runs(paths: list[Path]) -> list[Path]:
+    """Every run folder (one holding metrics.csv) at or below ``paths``, sorted."""
+    runs = set()
+    for path in paths:
+        path = Path(path)
+        if (path / "metrics.csv").exists():
+            runs.add(path)
+        runs.update(found.parent for found in path.rglob("metrics.csv"))
+    return sorted(runs)
+
+
+def load_tables(paths: list[Path]) -> dict[str, "pd.DataFrame"]:
+    """CSV name (``metrics``, ``penalties``…) → that CSV concatenated over every run found below
+    ``paths``, with a ``run_dir`` column; a CSV no run has is absent."""
+    import pandas as pd
+
+    frames: dict[str, list] = {}
+    for run in find_runs(paths):
+        for name in RESULT_FILES:
+            file = run / name
+            if file.exists() and file.stat().st_size:
+                frame = pd.read_csv(file)
+                if len(frame):
+                    frames.setdefault(name.removesuffix(".csv"), []).append(frame.assign(run_dir=str(run)))
+    return {name: pd.concat(parts, ignore_index=True, sort=False) for name, parts in frames.items()}
