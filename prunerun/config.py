@@ -218,6 +218,9 @@ class MeasureConfig:
     bn_mode: str = "eval"
     weight_scorers: list[str] = field(default_factory=list)  # weight-level penalties (thesis figs. 2.2–2.5)
     weight_layers: list[str] = field(default_factory=lambda: ["all"])  # all and/or conv/linear module names
+    latency: bool = False  # after unit pruning: median latency of dense and shrunk models → timing.csv
+    latency_batch_size: int = 32
+    latency_repeats: int = 20  # timed passes per variant, after 5 warm-up passes
 
     def __post_init__(self) -> None:
         _check(self.every >= 0, f"measure.every={self.every} must be >= 0 (0 turns measuring off)")
@@ -229,6 +232,8 @@ class MeasureConfig:
         _check(self.finetune_steps >= 0, f"measure.finetune_steps={self.finetune_steps} must be >= 0")
         _check(self.finetune_lr > 0, f"measure.finetune_lr={self.finetune_lr} must be > 0")
         _check_choice(self.bn_mode, BN_MODES, "measure.bn_mode")
+        _check(self.latency_batch_size >= 1, f"measure.latency_batch_size={self.latency_batch_size} must be >= 1")
+        _check(self.latency_repeats >= 1, f"measure.latency_repeats={self.latency_repeats} must be >= 1")
 
 
 @dataclass

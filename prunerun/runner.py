@@ -21,6 +21,7 @@ from prunerun.data import DataSplits, build_dataset
 from prunerun.errors import UserError
 from prunerun.figures.run_plots import plot_run
 from prunerun.measure.flops import layer_costs, output_sizes, unit_layer_costs
+from prunerun.measure.latency import latency_rows
 from prunerun.measure.penalties import PenaltyMeasurer
 from prunerun.measure.units import UNITS_COLUMNS, UnitTracker
 from prunerun.models import build_model
@@ -298,7 +299,11 @@ def run(cfg: Config, out_dir: Path, overrides: str = "") -> dict:
     pruned = run.evaluate_all("pruned")
     torch.save(run.model.state_dict(), out_dir / "model.pt")
     if pruner is None:  # units: the physically smaller network, loadable with the model builder alone
-        save_pruned(run.model, out_dir / "pruned.pt", cfg.model.name, data.num_classes, data.input_shape)
+        small = save_pruned(run.model, out_dir / "pruned.pt", cfg.model.name, data.num_classes, data.input_shape)
+        if cfg.measure.latency:
+            CsvTable(out_dir / "timing.csv", TIMING_COLUMNS, ids).add(latency_rows(
+                run.model, data.input_shape, cfg.measure.latency_batch_size, repeats=cfg.measure.latency_repeats,
+                shrunk=small))
     plot_run(out_dir)
     if pruner is not None:
         kept, total = {n.removesuffix(".weight"): k for n, k in pruner.masks.kept().items()}, {
