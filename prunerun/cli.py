@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import sys
+import traceback
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from prunerun.config import register_configs, to_config
@@ -14,18 +16,30 @@ from prunerun.errors import UserError
 register_configs()
 # An absolute path: from a console script Hydra would read a relative one as a package path.
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+FAILED = "failed.json"
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def _main(cfg: DictConfig) -> None:
     from prunerun.runner import run  # after Hydra parsed the command line: `--help` stays fast
 
+    hydra_cfg = HydraConfig.get()
+    out_dir = Path(hydra_cfg.runtime.output_dir)
     try:
-        hydra_cfg = HydraConfig.get()
-        run(to_config(cfg), Path(hydra_cfg.runtime.output_dir), " ".join(hydra_cfg.overrides.task))
-    except UserError as err:
-        print(f"prunerun: error: {err}", file=sys.stderr)
-        sys.exit(2)
+        (out_dir / FAILED).unlink(missing_ok=True)
+        run(to_config(cfg), out_dir, " ".join(hydra_cfg.overrides.task))
+    except Exception as err:
+        message = str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
+        print(f"prunerun: error: {message}", file=sys.stderr)
+        if hydra_cfg.mode != RunMode.MULTIRUN:
+            if isinstance(err, UserError):
+                sys.exit(2)
+            raise
+        # in a sweep a failing job is recorded and the others go on (prunerun.config.ValidateSweep lists them)
+        from prunerun.provenance import write_json
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_json(out_dir / FAILED, {"error": message, "traceback": traceback.format_exc()})
 
 
 def main() -> None:

@@ -7,8 +7,10 @@ config into these objects, which the runner does before any work starts.
 from __future__ import annotations
 
 import copy
+import json
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -287,6 +289,15 @@ class AttackConfig:
 
 
 @dataclass
+class CacheConfig:
+    """Content-addressed dense models (prunerun/checkpoint.py): a sweep over scorers and fractions
+    trains each (dataset, model, train, seed) once."""
+
+    enabled: bool = True
+    dir: str = "outputs/cache"
+
+
+@dataclass
 class Config:
     dataset: DatasetConfig = MISSING
     model: ModelConfig = MISSING
@@ -297,6 +308,7 @@ class Config:
     measure: MeasureConfig = field(default_factory=MeasureConfig)
     correlate: CorrelateConfig = field(default_factory=CorrelateConfig)
     attack: AttackConfig = field(default_factory=AttackConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
     seed: int = 0
     device: str = "auto"
 
@@ -335,7 +347,8 @@ def to_config(cfg: DictConfig | Any) -> Config:
 class ValidateSweep(Callback):
     """Before a multirun launches, validate every swept value of a plain key (``prune.fraction=
     0.1,1.5``), so a bad value fails at once instead of after the jobs before it have trained.
-    Swept group choices (``scorer=a,b``) are checked by Hydra as each job composes."""
+    Swept group choices (``scorer=a,b``) are checked by Hydra as each job composes. After the
+    multirun, list the jobs that failed (the others ran to the end) and exit non-zero."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         base = copy.deepcopy(config)
@@ -360,3 +373,12 @@ class ValidateSweep(Callback):
     def _fail(message: str) -> None:
         print(f"prunerun: error: {message} (no job of the sweep was started)", file=sys.stderr)
         sys.exit(2)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        """List the jobs that failed (each left failed.json in its folder); exit 1 if any did."""
+        sweep_dir = Path(config.hydra.sweep.dir)
+        failed = sorted(sweep_dir.glob("*/failed.json"), key=lambda p: str(p))
+        if failed:
+            lines = [f"  {p.parent}: {json.loads(p.read_text())['error']}" for p in failed]
+            print(f"prunerun: {len(failed)} job(s) of the sweep failed:\n" + "\n".join(lines), file=sys.stderr)
+            sys.exit(1)

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from prunerun.errors import UserError
 
@@ -58,18 +61,30 @@ class CsvTable:
             self.rows.append({**self.identifiers, **row})
         write_csv_atomic(self.path, self.rows, self.columns)
 
+    def own_rows(self) -> list[dict[str, Any]]:
+        """The rows as they were added, without the run's identifiers."""
+        return [{k: v for k, v in row.items() if k not in self.identifiers} for row in self.rows]
+
 
 RESULT_FILES = ("metrics.csv", "penalties.csv", "pruning.csv", "scores.csv", "correlation.csv", "units.csv", "timing.csv")
 
 
-def check_fresh(out_dir: Path) -> None:
-    """Refuse a run folder that already holds results: a run never overwrites earlier ones."""
+def folder_state(out_dir: Path, config_hash: str) -> str:
+    """``fresh``, ``resume`` (an unfinished run of the same config) or ``complete`` (done.json is
+    there); a folder holding results of another config, or of no known one, is refused so that a
+    run never overwrites earlier results."""
     found = [name for name in RESULT_FILES if (out_dir / name).exists()]
-    if found:
+    recorded = None
+    if (out_dir / "run.json").exists():
+        recorded = json.loads((out_dir / "run.json").read_text()).get("config_hash")
+    if recorded == config_hash:
+        return "complete" if (out_dir / "done.json").exists() else "resume"
+    if found or recorded is not None:
         raise UserError(
-            f"{out_dir} already holds results ({', '.join(found)}); pick a new folder with "
-            "hydra.run.dir=... or move the old one away"
+            f"{out_dir} already holds results of another config ({', '.join(found) or 'run.json'}); pick a new "
+            "folder with hydra.run.dir=... (or hydra.sweep.dir=...) or move the old one away"
         )
+    return "fresh"
 
 
 METRICS_COLUMNS = ["phase", "step", "split", "loss", "accuracy"]
@@ -103,11 +118,9 @@ def find_runs(paths: list[Path]) -> list[Path]:
     return sorted(runs)
 
 
-def load_tables(paths: list[Path]) -> dict[str, "pd.DataFrame"]:
+def load_tables(paths: list[Path]) -> dict[str, pd.DataFrame]:
     """CSV name (``metrics``, ``penalties``…) → that CSV concatenated over every run found below
     ``paths``, with a ``run_dir`` column; a CSV no run has is absent."""
-    import pandas as pd
-
     frames: dict[str, list] = {}
     for run in find_runs(paths):
         for name in RESULT_FILES:

@@ -28,8 +28,12 @@ from prunerun.models import build_model
 from prunerun.pruning import alive_units, remove_selected, unit_layers, units_kept, units_total
 from prunerun.pruning.export import save_pruned
 from prunerun.measure.weight_penalties import WeightPenaltyMeasurer
+from prunerun.checkpoint import capture, config_hash, dense_key, restore
+from prunerun.checkpoint import load as load_state
+from prunerun.checkpoint import save as save_state
+from prunerun.provenance import read_done, write_done, write_run_record
 from prunerun.results import (CORRELATION_COLUMNS, METRICS_COLUMNS, PENALTIES_COLUMNS, PRUNING_COLUMNS, SCORES_COLUMNS,
-                              TIMING_COLUMNS, CsvTable, check_fresh, run_identifiers)
+                              TIMING_COLUMNS, CsvTable, folder_state, run_identifiers)
 from prunerun.schedules import get_schedule, pruning_level, scheduled_steps
 from prunerun.measure.correlation import correlate
 from prunerun.scorers import Scorer, ScoringContext, get_scorer, list_scorers
@@ -37,7 +41,7 @@ from prunerun.scorers.selection import flops_penalty, units_ranked, units_to_rem
 from prunerun.scorers.stats import finish_all, gather_stats
 from prunerun.scorers.weights import get_weight_scorer
 from prunerun.weight_pruning import WeightPruner, remove_sparse_units
-from prunerun.train import (Batch, RunningMean, attach_lr_attack, backward_only, endless_batches, evaluate,
+from prunerun.train import (Batch, RunningMean, attach_lr_attack, backward_only, BatchStream, evaluate,
                             iterate_batches, make_optimizer, train_step)
 
 log = logging.getLogger("prunerun")
@@ -221,8 +225,13 @@ def correlate_criteria(run: Run, setup: tuple[list[Scorer], list[Batch]], out_di
 
 
 def run(cfg: Config, out_dir: Path, overrides: str = "") -> dict:
-    """Run one experiment into ``out_dir``; returns the summary it prints."""
-    check_fresh(out_dir)
+    """Run one experiment into ``out_dir``; returns the summary it prints. A folder holding the
+    completed run of the same config is skipped; an unfinished one resumes from its checkpoint."""
+    digest = config_hash(cfg)
+    if folder_state(out_dir, digest) == "complete":
+        summary = read_done(out_dir)
+        log.info("%s already holds this run, complete: skipped", out_dir)
+        return summary
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     schedule = get_schedule(cfg.schedule.name)
@@ -243,9 +252,10 @@ def run(cfg: Config, out_dir: Path, overrides: str = "") -> dict:
              *(len(data.split(s)) for s in ("train", "val", "test")), device, level, scorer.name, schedule.name)
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    write_run_record(out_dir, cfg, digest, overrides, device)
     ids = run_identifiers(cfg, overrides)
     penalties = CsvTable(out_dir / "penalties.csv", PENALTIES_COLUMNS, ids)
-    batches = lambda offset: endless_batches(data.train, cfg.train.batch_size, torch.Generator().manual_seed(cfg.seed + offset))  # noqa: E731
+    batches = lambda offset: BatchStream(data.train, cfg.train.batch_size, torch.Generator().manual_seed(cfg.seed + offset))  # noqa: E731
     run = Run(cfg, model, data, batches(0), batches(3),
               CsvTable(out_dir / "metrics.csv", METRICS_COLUMNS, ids),
               CsvTable(out_dir / "pruning.csv", PRUNING_COLUMNS, ids), output_sizes(model, data.input_shape))
@@ -279,7 +289,9 @@ def run(cfg: Config, out_dir: Path, overrides: str = "") -> dict:
                 prune_units_to(run, scorer, scheduled[step], generator, list(scheduled).index(step) + 1)
 
     if schedule.when == "after_training":
-        run.train(cfg.train.steps, cfg.train.lr, "train", optimizer, on_step=on_step)
+        tables = {"metrics": run.metrics, "penalties": penalties, **({"units": units} if units is not None else {})}
+        train_dense(run, out_dir, dense_key(cfg, device), tables,
+                    lambda: run.train(cfg.train.steps, cfg.train.lr, "train", optimizer, on_step=on_step))
         dense = run.evaluate_all("dense")
         if correlation is not None:
             correlate_criteria(run, correlation, out_dir, ids)
@@ -310,9 +322,31 @@ def run(cfg: Config, out_dir: Path, overrides: str = "") -> dict:
             n.removesuffix(".weight"): t for n, t in pruner.totals.items()}
     else:
         kept, total = units_kept(run.model), units_total(run.model)
-    summary = dict(dense=dense, pruned=pruned, kept=kept, total=total, level=level, out_dir=out_dir)
+    summary = dict(dense=dense, pruned=pruned, kept=kept, total=total, level=level, out_dir=str(out_dir))
+    write_done(out_dir, summary)
+    (out_dir / DENSE_CHECKPOINT).unlink(missing_ok=True)
     log_summary(summary)
     return summary
+
+
+DENSE_CHECKPOINT = "dense.ckpt"
+
+
+def train_dense(run: Run, out_dir: Path, key: str, tables: dict[str, CsvTable], train: Callable[[], object]) -> None:
+    """Dense training, or its saved state: the run folder's checkpoint (a re-launched run) or the
+    cache entry of the same dense key (another run of a sweep). A fresh state is saved to both."""
+    cache = Path(run.cfg.cache.dir) / f"{key}.pt" if run.cfg.cache.enabled else None
+    for source in (out_dir / DENSE_CHECKPOINT, cache):
+        state = load_state(source) if source is not None else None
+        if state is not None:
+            restore(run, state, tables)
+            log.info("dense model (step %d) restored from %s", run.step, source)
+            return
+    train()
+    state = capture(run, tables)
+    save_state(state, out_dir / DENSE_CHECKPOINT)
+    if cache is not None:
+        save_state(state, cache)
 
 
 def log_summary(summary: dict) -> None:

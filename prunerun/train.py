@@ -90,6 +90,42 @@ def endless_batches(data: Dataset, batch_size: int, generator: torch.Generator) 
         yield from iterate_batches(data, batch_size, generator)
 
 
+class BatchStream:
+    """:func:`endless_batches` whose position can be saved and restored (to resume a run or reuse a
+    cached dense model): the generator's state at the start of the current epoch plus the number of
+    batches taken in it. The generator must be the stream's own."""
+
+    def __init__(self, data: Dataset, batch_size: int, generator: torch.Generator) -> None:
+        self.data, self.batch_size, self.generator = data, batch_size, generator
+        self._new_epoch()
+
+    def _new_epoch(self) -> None:
+        self.epoch_state, self.taken = self.generator.get_state(), 0
+        self._batches = iterate_batches(self.data, self.batch_size, self.generator)
+
+    def __iter__(self) -> "BatchStream":
+        return self
+
+    def __next__(self) -> Batch:
+        batch = next(self._batches, None)
+        if batch is None:
+            self._new_epoch()
+            batch = next(self._batches)
+        self.taken += 1
+        return batch
+
+    def state(self) -> dict:
+        return {"epoch_state": self.epoch_state.clone(), "taken": self.taken}
+
+    def restore(self, state: dict) -> None:
+        """Continue exactly where the stream that gave ``state`` stood (the epoch's batches are redrawn)."""
+        self.generator.set_state(state["epoch_state"])
+        self._new_epoch()
+        for _ in range(state["taken"]):
+            next(self._batches)
+        self.taken = state["taken"]
+
+
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """One SGD update on the batch-mean cross-entropy; returns (loss, correct count), unsynced."""
     optimizer.zero_grad(set_to_none=True)

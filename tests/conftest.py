@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny gated net, a few batches, composed configs and the embedded data."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,14 @@ TINY = [
     "train.steps=20", "train.eval_every=10", "schedule.finetune_steps=3", "schedule.final_finetune_steps=6",
     "prune.fraction=0.1", "measure.every=10", "measure.subset=64", "measure.batch_size=32", "device=cpu",
 ]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def dense_cache(tmp_path_factory) -> Path:
+    """A dense-model cache of the session's own (runs in subprocesses inherit it too)."""
+    path = tmp_path_factory.mktemp("cache")
+    os.environ["PRUNERUN_CACHE"] = str(path)
+    return path
 
 
 @pytest.fixture(scope="session")

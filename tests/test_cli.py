@@ -22,13 +22,15 @@ def test_single_run_writes_csvs_and_png(tmp_path, data_root):
     assert "test accuracy" in result.stdout and str(out) in result.stdout
 
 
-def test_two_job_multirun(tmp_path, data_root):
+def test_two_job_multirun_with_the_joblib_launcher(tmp_path, data_root):
     sweep = tmp_path / "sweep"
-    result = prunerun("-m", *TINY, f"dataset.root={data_root}", "seed=0,1", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    result = prunerun("-m", "hydra/launcher=local", "hydra.launcher.n_jobs=2", *TINY, f"dataset.root={data_root}",
+                      "seed=0,1", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     for job in ("0", "1"):
         assert (sweep / job / "pruning.csv").is_file()
     assert (sweep / "0" / "metrics.csv").read_text() != (sweep / "1" / "metrics.csv").read_text()
+    assert "JoblibLauncher" in (sweep / "multirun.yaml").read_text()
 
 
 def test_a_bad_swept_value_stops_the_sweep_before_any_job(tmp_path, data_root):
