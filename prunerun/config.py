@@ -220,6 +220,7 @@ class MeasureConfig:
     bn_mode: str = "eval"
     weight_scorers: list[str] = field(default_factory=list)  # weight-level penalties (thesis figs. 2.2–2.5)
     weight_layers: list[str] = field(default_factory=lambda: ["all"])  # all and/or conv/linear module names
+    record_selected: bool = False  # selected.csv: the units each scorer selects, with their squared activations (MRP figs. 6b, 7)
     latency: bool = False  # after unit pruning: median latency of dense and shrunk models → timing.csv
     latency_batch_size: int = 32
     latency_repeats: int = 20  # timed passes per variant, after 5 warm-up passes

@@ -66,7 +66,8 @@ class CsvTable:
         return [{k: v for k, v in row.items() if k not in self.identifiers} for row in self.rows]
 
 
-RESULT_FILES = ("metrics.csv", "penalties.csv", "pruning.csv", "scores.csv", "correlation.csv", "units.csv", "timing.csv")
+RESULT_FILES = ("metrics.csv", "penalties.csv", "pruning.csv", "scores.csv", "correlation.csv", "units.csv", "timing.csv",
+                "selected.csv")
 
 
 def folder_state(out_dir: Path, config_hash: str) -> str:

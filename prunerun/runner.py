@@ -22,7 +22,7 @@ from prunerun.errors import UserError
 from prunerun.figures.run_plots import plot_run
 from prunerun.measure.flops import layer_costs, output_sizes, unit_layer_costs
 from prunerun.measure.latency import latency_rows
-from prunerun.measure.penalties import PenaltyMeasurer
+from prunerun.measure.penalties import SELECTED_COLUMNS, PenaltyMeasurer
 from prunerun.measure.units import UNITS_COLUMNS, UnitTracker
 from prunerun.models import build_model
 from prunerun.pruning import alive_units, remove_selected, unit_layers, units_kept, units_total
@@ -255,6 +255,8 @@ def run(cfg: Config, out_dir: Path, overrides: str = "") -> dict:
     write_run_record(out_dir, cfg, digest, overrides, device)
     ids = run_identifiers(cfg, overrides)
     penalties = CsvTable(out_dir / "penalties.csv", PENALTIES_COLUMNS, ids)
+    selected = (CsvTable(out_dir / "selected.csv", SELECTED_COLUMNS, ids)
+                if measurer is not None and cfg.measure.record_selected else None)
     batches = lambda offset: BatchStream(data.train, cfg.train.batch_size, torch.Generator().manual_seed(cfg.seed + offset))  # noqa: E731
     run = Run(cfg, model, data, batches(0), batches(3),
               CsvTable(out_dir / "metrics.csv", METRICS_COLUMNS, ids),
@@ -278,6 +280,8 @@ def run(cfg: Config, out_dir: Path, overrides: str = "") -> dict:
         lr_schedule.step()
         if measurer is not None and step % cfg.measure.every == 0:
             penalties.add(measurer(run.model, step))
+            if selected is not None:
+                selected.add(measurer.pop_selected())
         if weight_measurer is not None and step % cfg.measure.every == 0:
             penalties.add(weight_measurer(run.model, step))
         if tracker is not None and step % cfg.attack.record_every == 0:
@@ -289,7 +293,9 @@ def run(cfg: Config, out_dir: Path, overrides: str = "") -> dict:
                 prune_units_to(run, scorer, scheduled[step], generator, list(scheduled).index(step) + 1)
 
     if schedule.when == "after_training":
-        tables = {"metrics": run.metrics, "penalties": penalties, **({"units": units} if units is not None else {})}
+        optional = {"units": units, "selected": selected}
+        tables = {"metrics": run.metrics, "penalties": penalties,
+                  **{name: table for name, table in optional.items() if table is not None}}
         train_dense(run, out_dir, dense_key(cfg, device), tables,
                     lambda: run.train(cfg.train.steps, cfg.train.lr, "train", optimizer, on_step=on_step))
         dense = run.evaluate_all("dense")

@@ -5,11 +5,17 @@ layer named in ``measure.layers`` with zero removal and with mean replacement, a
 ``ΔC = C(pruned) − C(dense)`` on the subset; with ``finetune_steps = N > 0`` also after N SGD
 updates of the pruned copy (``loss_before`` stays the dense model's loss at step s). The
 training model, its optimizer and every random generator of the run are left untouched.
+
+With ``measure.record_selected`` the measurer also keeps one row per selected unit (MRP paper
+figs. 6b and 7, ``selected.csv``): which units each scorer chose, and the unit's squared
+activation on the subset, ``act_sq = mean_k Σ_m z²``, and ``dev_sq = mean_k Σ_m (z − mean_z)²``,
+the squared size of the change that mean replacement makes (the scale of the second-order term that
+MRS, a first-order estimate, leaves out).
 """
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -19,10 +25,15 @@ from torch.utils.data import Dataset
 from prunerun.config import MeasureConfig, TrainConfig
 from prunerun.errors import UserError
 from prunerun.pruning import alive_units, gate_state, remove_selected, restore_gates, unit_layers
+from prunerun.pruning.units import gate_of
 from prunerun.scorers import Scorer, ScoringContext, get_scorer
 from prunerun.scorers.selection import units_to_remove
 from prunerun.scorers.stats import finish_all, gather_stats, stats_options
 from prunerun.train import backward_only, endless_batches, evaluate, iterate_batches, make_optimizer, set_eval_mode, train_step
+
+# selected.csv (with measure.record_selected): one row per unit a scorer selects in a measurement;
+# `layer` is the measured group (as in penalties.csv), `unit_layer` the layer the unit belongs to.
+SELECTED_COLUMNS = ["step", "scorer", "fraction", "layer", "unit_layer", "unit", "units_total", "act_sq", "dev_sq"]
 
 
 @dataclass
@@ -34,6 +45,7 @@ class PenaltyMeasurer:
     scorers: list[Scorer]
     layer_groups: dict[str, list[str]]
     seed: int
+    selected: list[dict[str, Any]] = field(default_factory=list)  # rows for selected.csv, see pop_selected
 
     @classmethod
     def create(cls, cfg: MeasureConfig, train_cfg: TrainConfig, model: nn.Module, splits, seed: int) -> "PenaltyMeasurer":
@@ -72,6 +84,7 @@ class PenaltyMeasurer:
         means = {name: layer_stats.mean_z for name, layer_stats in stats.items()}
         dense_gates, alive = gate_state(model), alive_units(model)
         context = ScoringContext(model, stats, torch.Generator().manual_seed(self.seed * 1_000_003 + step), batches)
+        squares = self._squares(model, batches, means) if self.record_selected else {}
         rows = []
         for scorer in self.scorers:
             scores = scorer(context)
@@ -89,4 +102,48 @@ class PenaltyMeasurer:
                             rows.append(dict(row, finetune_steps=self.cfg.finetune_steps, loss_after=loss_tuned,
                                              delta_loss=loss_tuned - loss_before))
                         restore_gates(model, dense_gates)
+                    if self.record_selected:
+                        self.selected += self._selected_rows(step, scorer.name, fraction, target, remove, squares)
+        return rows
+
+    @property
+    def record_selected(self) -> bool:
+        return self.cfg.record_selected
+
+    def pop_selected(self) -> list[dict[str, Any]]:
+        """The selected.csv rows gathered since the last call."""
+        rows, self.selected = self.selected, []
+        return rows
+
+    @torch.no_grad()
+    def _squares(self, model: nn.Module, batches, means: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, ...]]:
+        """Per layer and unit, the mean over examples of Σ_m z² and of Σ_m (z − mean_z)² at the gate."""
+        sums: dict[str, list[torch.Tensor]] = {}
+
+        def hook(name: str):
+            def add(_module, _inputs, z: torch.Tensor) -> None:
+                z3 = z.detach().double().reshape(z.shape[0], z.shape[1], -1)  # [examples, units, positions]
+                centred = z3 - means[name].double()[None, :, None]
+                totals = (z3.square().sum((0, 2)), centred.square().sum((0, 2)))
+                sums[name] = [a + b for a, b in zip(sums[name], totals)] if name in sums else list(totals)
+            return add
+
+        handles = [gate_of(model, layer).register_forward_hook(hook(layer.name)) for layer in unit_layers(model)]
+        try:
+            for x, _ in batches:
+                model(x)
+        finally:
+            for handle in handles:
+                handle.remove()
+        examples = sum(len(y) for _, y in batches)
+        return {name: (act / examples, dev / examples) for name, (act, dev) in sums.items()}
+
+    @staticmethod
+    def _selected_rows(step: int, scorer: str, fraction: float, target: str, remove: dict[str, torch.Tensor],
+                       squares: dict[str, tuple[torch.Tensor, ...]]) -> list[dict[str, Any]]:
+        rows = []
+        for name, index in remove.items():
+            act, dev = squares[name]
+            rows += [dict(step=step, scorer=scorer, fraction=fraction, layer=target, unit_layer=name, unit=int(u),
+                          units_total=act.numel(), act_sq=float(act[u]), dev_sq=float(dev[u])) for u in index.tolist()]
         return rows

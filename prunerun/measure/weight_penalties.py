@@ -65,9 +65,10 @@ class WeightPenaltyMeasurer:
         batches = list(iterate_batches(self.subset, self.cfg.batch_size))
         nonzero = {name: p.detach() != 0 for name, p in prunable_weights(model).items()}
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+        measured = frozenset(n for names in self.layer_groups.values() for n in names)
         rows = []
         for scorer in self.scorers:
-            scores = scorer(WeightContext(model, batches, generator, self.scorer_cfg))
+            scores = scorer(WeightContext(model, batches, generator, self.scorer_cfg, only=measured))
             for fraction in self.cfg.fractions:
                 for target, names in self.layer_groups.items():
                     keep = keep_masks({n: scores[n] for n in names}, 1 - fraction, "per_layer",

@@ -32,6 +32,7 @@ class WeightContext:
     options: ScorerConfig = field(default_factory=lambda: ScorerConfig(name=""))
     dense: dict[str, torch.Tensor] | None = None  # dense weights before masking (FORCE); None: the model's
     loss: str = "cross_entropy"  # saliency loss: cross_entropy | nll_logits (see scorers/weights/gradients.py)
+    only: frozenset[str] | None = None  # weights a per-weight measuring scorer (loss_change) scores; others score 0
 
 
 @dataclass(frozen=True)

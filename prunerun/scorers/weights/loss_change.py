@@ -17,7 +17,7 @@ from prunerun.scorers.weights.gradients import mean_loss
 @torch.no_grad()
 def loss_change(ctx: WeightContext) -> WeightScores:
     """``C(w with w_i = 0) − C(w)`` on the scoring batches, weight by weight (already-zero weights: 0)."""
-    weights = prunable_weights(ctx.model)
+    weights = {n: p for n, p in prunable_weights(ctx.model).items() if ctx.only is None or n in ctx.only}
     limit = ctx.options.loss_change_limit
     too_big = {name: p.numel() for name, p in weights.items() if p.numel() > limit}
     if too_big:
@@ -26,7 +26,7 @@ def loss_change(ctx: WeightContext) -> WeightScores:
             f"weights, more than scorer.loss_change_limit={limit}; raise the limit or use taylor1/taylor2"
         )
     base = mean_loss(ctx.model, ctx.batches, ctx.loss)
-    scores = {}
+    scores = {n: torch.zeros_like(p) for n, p in prunable_weights(ctx.model).items() if n not in weights}
     for name, param in weights.items():
         flat, change = param.view(-1), torch.zeros(param.numel(), dtype=torch.float64, device=param.device)
         for i in flat.nonzero().flatten().tolist():
