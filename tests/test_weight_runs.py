@@ -7,9 +7,12 @@ import copy
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 
 from prunerun.config import PruneConfig, ScheduleConfig
+from prunerun.data import build_dataset
 from prunerun.errors import UserError
+from prunerun.models.small_cnn import SmallCNN
 from prunerun.pruning import remove_selected, unit_layers
 from prunerun.runner import run
 from prunerun.schedules import get_schedule, pruning_level
@@ -127,6 +130,22 @@ def test_weight_penalties_match_zeroing_by_hand(tiny_config, tmp_path):
     weight_rows = penalties[penalties["level"] == "weight"]
     assert len(weight_rows) == 1 * 2 * 1 * 2  # one measurement × 2 scorers × 1 fraction × 2 groups
     assert (weight_rows["delta_loss"] == weight_rows["loss_after"] - weight_rows["loss_before"]).all()
+    # by hand: the trained model (measured at its last step, nothing pruned afterwards), half of conv2's
+    # weights with the smallest |w| zeroed, the mean cross-entropy over the measurement subset
+    model = SmallCNN().double()
+    model.load_state_dict({k: v.double() for k, v in torch.load(tmp_path / "model.pt").items()})
+    data = build_dataset(cfg.dataset, cfg.seed)
+    subset = data.fixed_subset(cfg.measure.split, cfg.measure.subset, cfg.seed, "measure")
+    x, y = subset.tensors
+    with torch.no_grad():
+        loss_before = F.cross_entropy(model.eval()(x.double()), y).item()
+        weight = model.conv2.weight
+        weight[weight.abs() <= weight.abs().flatten().kthvalue(weight.numel() // 2).values] = 0
+        loss_after = F.cross_entropy(model(x.double()), y).item()
+    row = weight_rows[(weight_rows["scorer"] == "magnitude") & (weight_rows["layer"] == "conv2")].iloc[0]
+    assert row["step"] == 10
+    assert row["loss_before"] == pytest.approx(loss_before, rel=1e-5)
+    assert row["loss_after"] == pytest.approx(loss_after, rel=1e-5) and loss_after != pytest.approx(loss_before)
 
 
 def test_sparse_units_are_the_dead_ones_and_removing_them_changes_nothing(tiny_net, batches):
