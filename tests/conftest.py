@@ -4,12 +4,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-import torch
-from hydra import compose, initialize_config_dir
+# One thread per process: the suite starts runs in subprocesses (two at once with the joblib
+# launcher), and OpenMP threads spinning against each other on a small machine slow everything.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from prunerun.config import register_configs, to_config
-from prunerun.models.small_cnn import SmallCNN
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+
+from prunerun.config import register_configs, to_config  # noqa: E402
+from prunerun.models.small_cnn import SmallCNN  # noqa: E402
 
 CONF = str(Path(__file__).resolve().parent.parent / "conf")
 register_configs()
