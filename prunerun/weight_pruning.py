@@ -61,6 +61,11 @@ def force_saliency(model: nn.Module, dense: dict[str, torch.Tensor], keep: dict[
     return float(sum((dense[n] * grads[n]).abs()[keep[n]].double().sum() for n in grads))
 
 
+def mask_changes(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> dict[str, tuple[int, int]]:
+    """Per weight: (pruned, recovered) = entries kept before and not after, and the reverse (FORCE fig. 9)."""
+    return {n: (int((before[n] & ~after[n]).sum()), int((~before[n] & after[n]).sum())) for n in after}
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -139,15 +144,14 @@ class WeightPruner:
         for fraction in plan:
             _sync(device)
             start = time.perf_counter()
+            before = dict(self.masks.masks)  # set_all replaces the mask tensors, so these stay as they were
             keep = self.select(self.scores(dense), fraction, self.scorer.revives)
-            before = {n: m.clone() for n, m in self.masks.masks.items()}
             self.masks.set_all(keep, dense)
             _sync(device)
             self.mask_seconds += time.perf_counter() - start
             self.iteration += 1
-            counts = {n: (int((before[n] & ~keep[n]).sum()), int((~before[n] & keep[n]).sum())) for n in keep}
             ratio = None if reference is None else self._saliency_ratio(dense, keep, fraction, reference)
-            self.record("pruned", counts, ratio)
+            self.record("pruned", mask_changes(before, keep), ratio)
 
     def _saliency_reference(self, dense: dict[str, torch.Tensor]) -> tuple[list[Batch], dict[str, torch.Tensor]]:
         """Fixed batches (a generator of their own) and one-shot SNIP scores on them."""
@@ -170,11 +174,11 @@ class WeightPruner:
     def prune_to(self, fraction: float) -> None:
         """Scheduled step: mask the lowest-scoring weights until ``fraction`` of all are pruned;
         pruned weights stay pruned."""
+        before = dict(self.masks.masks)
         keep = self.select(self.scores(), fraction, revive=False)
-        before = {n: m.clone() for n, m in self.masks.masks.items()}
         self.masks.set_all(keep)
         self.iteration += 1
-        self.record("scheduled", {n: (int((before[n] & ~keep[n]).sum()), int((~before[n] & keep[n]).sum())) for n in keep})
+        self.record("scheduled", mask_changes(before, keep))
 
     def timing_row(self) -> dict[str, Any]:
         return dict(phase="mask", seconds=self.mask_seconds, num_batches=self.run.cfg.prune.num_batches,

@@ -4,7 +4,6 @@ from __future__ import annotations
 import logging
 
 import pytest
-import torch
 
 import prunerun.runner as runner_module
 from prunerun.errors import UserError
