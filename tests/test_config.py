@@ -9,7 +9,8 @@ from prunerun.config import to_config
 from prunerun.data import list_datasets
 from prunerun.errors import UserError
 from prunerun.models import list_models
-from prunerun.schedules import list_schedules, pruning_level
+from prunerun.runner import pruning_level
+from prunerun.schedules import list_schedules
 from prunerun.scorers import list_scorers
 from prunerun.scorers.weights import list_weight_scorers
 

@@ -45,12 +45,12 @@ def test_a_killed_run_resumes_with_the_same_rows(tiny_config, tmp_path, uninterr
     cfg = tiny_config(*SMALL, "cache.enabled=false")
     calls = []
 
-    def killed_while_pruning(run_, scorer, generator):
+    def killed_while_pruning(job, events):
         calls.append(1)
-        run_.record_pruning(0, "dense")  # some rows of the pruning phase were written, then the kill
+        job.record(0, "dense")  # some rows of the pruning phase were written, then the kill
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner_module, "prune_per_schedule", killed_while_pruning)
+    monkeypatch.setattr(runner_module, "prune_after_training", killed_while_pruning)
     with pytest.raises(KeyboardInterrupt):
         run(cfg, out, "same")
     assert calls and (out / DENSE_CHECKPOINT).exists() and not (out / "done.json").exists()

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from prunerun.scorers.selection import normalize, units_to_remove
-from prunerun.schedules import get_schedule
+from prunerun.schedules import fractions, get_schedule
 from prunerun.config import PruneConfig, ScheduleConfig
 
 
@@ -50,11 +50,11 @@ def test_per_layer_removes_the_fraction_of_every_layer():
 
 @pytest.mark.parametrize("k", [1, 3])
 def test_iterative_schedule_reaches_the_target_in_steps_of_k(k):
-    plan = get_schedule("iterative")(ScheduleConfig(name="iterative", units_per_step=k), PruneConfig(fraction=0.5), 56)
+    plan = fractions(get_schedule("iterative")(ScheduleConfig(name="iterative", units_per_step=k), PruneConfig(fraction=0.5), 56))
     counts = [round(f * 56) for f in plan]
     steps = [b - a for a, b in zip([0] + counts[:-1], counts)]
     assert counts[-1] == 28 and all(s == k for s in steps[:-1]) and 0 < steps[-1] <= k
-    assert get_schedule("one_shot")(ScheduleConfig(name="one_shot"), PruneConfig(fraction=0.5), 56) == [0.5]
+    assert fractions(get_schedule("one_shot")(ScheduleConfig(name="one_shot"), PruneConfig(fraction=0.5), 56)) == [0.5]
 
 
 def test_minmax_maps_kept_units_onto_unit_interval():

@@ -15,9 +15,10 @@ from prunerun.errors import UserError
 from prunerun.models.small_cnn import SmallCNN
 from prunerun.pruning import remove_selected, unit_layers
 from prunerun.runner import run
-from prunerun.schedules import get_schedule, pruning_level
+from prunerun.runner import pruning_level
+from prunerun.schedules import fractions, get_schedule
 from prunerun.scorers.weights.selection import kept_count
-from prunerun.weight_pruning import sparse_units
+from prunerun.pruners.sparse_units import sparse_units
 
 WEIGHTS = 200 + 3200 + 8192 + 320  # small CNN conv1, conv2, fc1, fc2
 QUICK = ["train.steps=6", "measure.every=0", "prune.num_batches=2"]
@@ -30,11 +31,12 @@ def totals(out) -> pd.DataFrame:
 
 def test_gradual_schedule_reaches_exactly_the_target_and_decreases():
     for decay in ("exp", "linear"):
-        plan = get_schedule("gradual")(ScheduleConfig(name="gradual"), PruneConfig(fraction=0.995, steps=7, decay=decay), WEIGHTS)
+        plan = fractions(get_schedule("gradual")(ScheduleConfig(name="gradual"),
+                                                 PruneConfig(fraction=0.995, steps=7, decay=decay), WEIGHTS))
         kept = [kept_count(WEIGHTS, 1 - f) for f in plan]
         assert len(plan) == 7 and kept[-1] == round(0.005 * WEIGHTS)
         assert all(a > b for a, b in zip(kept, kept[1:]))
-    exp = get_schedule("gradual")(ScheduleConfig(name="gradual"), PruneConfig(fraction=0.99, steps=4), WEIGHTS)
+    exp = fractions(get_schedule("gradual")(ScheduleConfig(name="gradual"), PruneConfig(fraction=0.99, steps=4), WEIGHTS))
     assert exp == pytest.approx([1 - 0.01 ** (t / 4) for t in range(1, 5)])
 
 

@@ -19,24 +19,19 @@ from torch import nn
 
 from prunerun.config import ScorerConfig
 from prunerun.pruning import alive_units
-from prunerun.scorers import Batch, Scorer, Scores, ScoringContext
+from prunerun.pruners.units import score, statistics
+from prunerun.scorers import Batch, Scorer, Scores
 from prunerun.scorers.selection import normalize
-from prunerun.scorers.stats import finish_all, gather_stats, stats_options
-from prunerun.train import backward_only
 
 
 def score_all(model: nn.Module, scorers: list[Scorer], batches: list[Batch], options: ScorerConfig,
               seed: int) -> dict[str, Scores]:
     """Every scorer's saliencies on ``batches``, from one pass of gate statistics on a copy."""
     model = copy.deepcopy(model).eval()
-    stats = {}
-    if any(scorer.needs_data for scorer in scorers):
-        with gather_stats(model, **stats_options(scorers)) as collectors:
-            backward_only(model, batches)
-        stats = finish_all(collectors)
+    stats = statistics(model, scorers, batches) if any(scorer.needs_data for scorer in scorers) else {}
     return {
-        scorer.name: {k: v.detach().float().cpu() for k, v in scorer(ScoringContext(
-            model, stats, torch.Generator().manual_seed(seed), batches if scorer.needs_batches else [], options)).items()}
+        scorer.name: {k: v.detach().float().cpu()
+                      for k, v in score(scorer, model, stats, torch.Generator().manual_seed(seed), batches, options).items()}
         for scorer in scorers
     }
 

@@ -24,12 +24,13 @@ from torch.utils.data import Dataset
 
 from prunerun.config import MeasureConfig, TrainConfig
 from prunerun.errors import UserError
-from prunerun.pruning import alive_units, gate_state, remove_selected, restore_gates, unit_layers
+from prunerun.pruners.units import fills, remove, score, statistics
+from prunerun.pruning import alive_units, gate_state, restore_gates, unit_layers
 from prunerun.pruning.units import gate_of
-from prunerun.scorers import Scorer, ScoringContext, get_scorer
+from prunerun.scorers import Scorer, get_scorer
 from prunerun.scorers.selection import units_to_remove
-from prunerun.scorers.stats import finish_all, gather_stats, stats_options
-from prunerun.train import backward_only, endless_batches, evaluate, iterate_batches, make_optimizer, set_eval_mode, train_step
+from prunerun.seeds import generator
+from prunerun.train import endless_batches, evaluate, iterate_batches, make_optimizer, set_eval_mode, train_step
 
 # selected.csv (with measure.record_selected): one row per unit a scorer selects in a measurement;
 # `layer` is the measured group (as in penalties.csv), `unit_layer` the layer the unit belongs to.
@@ -65,9 +66,8 @@ class PenaltyMeasurer:
 
     def _finetune(self, model: nn.Module, step: int) -> nn.Module:
         tuned = copy.deepcopy(model).train()
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
         optimizer = make_optimizer(tuned, self.cfg.finetune_lr, self.train_cfg.momentum, self.train_cfg.weight_decay)
-        batches = endless_batches(self.train, self.train_cfg.batch_size, generator)
+        batches = endless_batches(self.train, self.train_cfg.batch_size, generator(self.seed, "measure", step))
         for _ in range(self.cfg.finetune_steps):
             train_step(tuned, optimizer, *next(batches))
         return tuned
@@ -78,21 +78,18 @@ class PenaltyMeasurer:
         loss_before = self._loss(model)
         set_eval_mode(model, bn_train=self.cfg.bn_mode == "train")
         batches = list(iterate_batches(self.subset, self.cfg.batch_size))
-        with gather_stats(model, **stats_options(self.scorers)) as collectors:
-            backward_only(model, batches)
-        stats = finish_all(collectors)
-        means = {name: layer_stats.mean_z for name, layer_stats in stats.items()}
+        stats = statistics(model, self.scorers, batches)
         dense_gates, alive = gate_state(model), alive_units(model)
-        context = ScoringContext(model, stats, torch.Generator().manual_seed(self.seed * 1_000_003 + step), batches)
-        squares = self._squares(model, batches, means) if self.record_selected else {}
+        stream = generator(self.seed, "measure", step)  # one stream for all scorers, drawn in their order
+        squares = self._squares(model, batches, fills(stats)) if self.record_selected else {}
         rows = []
         for scorer in self.scorers:
-            scores = scorer(context)
+            scores = score(scorer, model, stats, stream, batches)
             for fraction in self.cfg.fractions:
                 for target, names in self.layer_groups.items():
-                    remove = units_to_remove({n: scores[n] for n in names}, alive, fraction, "per_layer")
+                    selection = units_to_remove({n: scores[n] for n in names}, alive, fraction, "per_layer")
                     for mean_replacement in (False, True):
-                        remove_selected(model, remove, means if mean_replacement else None)
+                        remove(model, selection, stats if mean_replacement else None)
                         row = dict(step=step, level="unit", scorer=scorer.name, fraction=fraction, layer=target,
                                    mean_replacement=mean_replacement, loss_before=loss_before)
                         loss_after = self._loss(model)
@@ -103,7 +100,7 @@ class PenaltyMeasurer:
                                              delta_loss=loss_tuned - loss_before))
                         restore_gates(model, dense_gates)
                     if self.record_selected:
-                        self.selected += self._selected_rows(step, scorer.name, fraction, target, remove, squares)
+                        self.selected += self._selected_rows(step, scorer.name, fraction, target, selection, squares)
         return rows
 
     @property

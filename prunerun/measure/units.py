@@ -14,7 +14,8 @@ from torch import nn
 
 from prunerun.errors import UserError
 from prunerun.pruning import UnitLayer, unit_layers
-from prunerun.scorers import Batch, ScoringContext, get_scorer
+from prunerun.pruners.units import score
+from prunerun.scorers import Batch, get_scorer
 from prunerun.scorers.stats import finish_all, gather_stats
 from prunerun.train import iterate_batches
 
@@ -56,9 +57,9 @@ class UnitTracker:
                 F.cross_entropy(model(x), y).backward()
                 grads.append(maps[-1].grad * len(y))  # per-example gradient of the batch-mean loss
         handle.remove()
-        context = ScoringContext(model, finish_all(collectors), torch.Generator(), self.batches)
-        mrs = get_scorer("mrs")(context)[self.layer.name]
-        mrp = get_scorer("mrp")(context)[self.layer.name]
+        stats, stream = finish_all(collectors), torch.Generator()  # neither scorer draws from the stream
+        mrs = score(get_scorer("mrs"), model, stats, stream, self.batches)[self.layer.name]
+        mrp = score(get_scorer("mrp"), model, stats, stream, self.batches)[self.layer.name]
         z = torch.cat([m.detach() for m in maps]).transpose(0, 1).flatten(1)  # [U, N·M]
         grad_l1 = torch.cat(grads).flatten(2).abs().sum(-1).mean(0)
         weight_l1 = model.get_submodule(self.layer.producer).weight.detach().flatten(1).abs().sum(1)

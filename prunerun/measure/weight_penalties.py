@@ -20,6 +20,7 @@ from prunerun.errors import UserError
 from prunerun.pruning.weight_masks import prunable_weights
 from prunerun.scorers.weights import WeightContext, WeightScorer, get_weight_scorer
 from prunerun.scorers.weights.selection import keep_masks
+from prunerun.seeds import generator
 from prunerun.train import evaluate, iterate_batches
 
 
@@ -64,11 +65,11 @@ class WeightPenaltyMeasurer:
         loss_before = self._loss(model)
         batches = list(iterate_batches(self.subset, self.cfg.batch_size))
         nonzero = {name: p.detach() != 0 for name, p in prunable_weights(model).items()}
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+        stream = generator(self.seed, "measure", step)
         measured = frozenset(n for names in self.layer_groups.values() for n in names)
         rows = []
         for scorer in self.scorers:
-            scores = scorer(WeightContext(model, batches, generator, self.scorer_cfg, only=measured))
+            scores = scorer(WeightContext(model, batches, stream, self.scorer_cfg, only=measured))
             for fraction in self.cfg.fractions:
                 for target, names in self.layer_groups.items():
                     keep = keep_masks({n: scores[n] for n in names}, 1 - fraction, "per_layer",

@@ -1,0 +1,147 @@
+"""Unit (structured) pruning: the one place where gather statistics → score → select → remove happens.
+
+The steps are plain functions, composed by :class:`UnitPruner` for a run's pruning events and by
+the measurements (pruning penalties on a copy, the correlation study, unit traces), so every one
+of them scores, selects and removes units the same way:
+
+1. :func:`statistics` — gate statistics (Molchanov eq. 8 sums, means, moments) from backward passes;
+2. :func:`score` — a scorer's per-unit saliency (low = prune first);
+3. :func:`units_to_remove` (``scorers/selection.py``) — layer-wise normalisation, optional FLOPs
+   penalty, global or per-layer selection; ties are taken in a fixed pseudo-random order (global) or
+   by unit index (per layer), and a layer never loses its last unit;
+4. :func:`remove` — gates set to zero, or to the unit's mean activation (mean replacement).
+"""
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Sequence
+
+import torch
+from torch import nn
+
+from prunerun.config import PruneConfig, ScorerConfig
+from prunerun.measure.flops import layer_costs, unit_layer_costs
+from prunerun.pruning import alive_units, remove_selected, unit_layers, units_kept, units_total
+from prunerun.scorers import Scorer, Scores, ScoringContext
+from prunerun.scorers.selection import flops_penalty, units_ranked, units_to_remove
+from prunerun.scorers.stats import LayerStats, finish_all, gather_stats, stats_options
+from prunerun.train import Batch, backward_only
+
+log = logging.getLogger("prunerun")
+Selection = dict[str, torch.Tensor]  # layer name → indices of the units to remove
+
+
+def statistics(model: nn.Module, scorers: Sequence[Scorer], batches: list[Batch]) -> dict[str, LayerStats]:
+    """Gate statistics that ``scorers`` need, from gradient-only passes over ``batches``."""
+    with gather_stats(model, **stats_options(scorers)) as collectors:
+        backward_only(model, batches)
+    return finish_all(collectors)
+
+
+def score(scorer: Scorer, model: nn.Module, stats: dict[str, LayerStats], generator: torch.Generator,
+          batches: list[Batch] = (), options: ScorerConfig | None = None) -> Scores:
+    """``scorer``'s saliency of every unit (``batches`` reach only scorers that evaluate the model)."""
+    context = ScoringContext(model, stats, generator, list(batches) if scorer.needs_batches else [])
+    if options is not None:
+        context.options = options
+    return scorer(context)
+
+
+def fills(stats: dict[str, LayerStats]) -> dict[str, torch.Tensor]:
+    """Mean replacement: what each removed unit outputs, its mean activation (thesis §3.1)."""
+    return {name: layer_stats.mean_z for name, layer_stats in stats.items()}
+
+
+def remove(model: nn.Module, selection: Selection, stats: dict[str, LayerStats] | None = None) -> None:
+    """Remove the selected units: zero, or with ``stats`` their mean (mean replacement)."""
+    remove_selected(model, selection, None if stats is None else fills(stats))
+
+
+def unit_rows(model: nn.Module, sizes: dict[str, tuple[int, ...]]) -> list[dict]:
+    """pruning.csv: units kept, params and FLOPs per layer, plus a ``total`` row."""
+    costs, per_layer = layer_costs(model, sizes), unit_layer_costs(model, sizes)
+    kept, total = units_kept(model), units_total(model)
+    rows = [dict(layer=name, units_kept=kept[name], units_total=total[name], params=per_layer[name][0],
+                 flops=per_layer[name][1]) for name in kept]
+    rows.append(dict(layer="total", units_kept=sum(kept.values()), units_total=sum(total.values()),
+                     params=sum(p for p, _ in costs.values()), flops=sum(f for _, f in costs.values())))
+    return rows
+
+
+@dataclass
+class UnitPruner:
+    """Prunes a model's units by one scorer: statistics from the fine-tuning updates it observes, or
+    from ``prune.score_batches`` gradient-only passes when it observed none."""
+
+    model: nn.Module
+    scorer: Scorer
+    cfg: PruneConfig
+    options: ScorerConfig
+    generator: torch.Generator  # the pruning stream (prunerun/seeds.py)
+    score_batches: Callable[[], Batch]  # the next scoring minibatch
+    sizes: dict[str, tuple[int, ...]]
+    rescore: bool = True  # false: rank once, at the first step, and keep that order (Molchanov fig. 3)
+    level: str = "unit"
+    iteration: int = 0
+    ranking: Scores | None = None
+    stats: dict[str, LayerStats] = field(default_factory=dict)
+    _observed: dict | None = None
+
+    def _needs_stats(self) -> bool:
+        return (self.ranking is None or self.rescore) and (self.scorer.needs_data or self.cfg.mean_replacement)
+
+    @contextmanager
+    def observe(self) -> Iterator[None]:
+        """Within the block, training updates add to the statistics the next :meth:`prune_to` uses."""
+        context = gather_stats(self.model, self.scorer.per_example, self.scorer.moments) if self._needs_stats() else nullcontext()
+        with context as collectors:
+            yield
+        self._observed = collectors
+
+    def _statistics(self) -> dict[str, LayerStats]:
+        observed, self._observed = self._observed, None
+        if observed is None:  # nothing observed: gradient-only passes on scoring batches
+            with gather_stats(self.model, self.scorer.per_example, self.scorer.moments) as observed:
+                backward_only(self.model, [self.score_batches() for _ in range(self.cfg.score_batches)])
+        return finish_all(observed)
+
+    def _scores(self, penalty: Scores | None) -> Scores:
+        if self.ranking is not None and not self.rescore:
+            return self.ranking
+        self.stats = self._statistics() if self._needs_stats() else {}
+        batches = [self.score_batches() for _ in range(self.cfg.score_batches)] if self.scorer.needs_batches else []
+        scores = score(self.scorer, self.model, self.stats, self.generator, batches, self.options)
+        if not self.rescore:  # freeze the first ranking: normalised and penalised once
+            scores = units_ranked(scores, alive_units(self.model), self.cfg.normalization, penalty)
+        self.ranking = scores
+        return scores
+
+    def prune_to(self, fraction: float, at_init: bool = False) -> Selection:
+        """Remove units until ``fraction`` of all of them are gone; returns what was removed."""
+        penalty = flops_penalty(self.model, self.sizes, self.cfg.flops_lambda)
+        scores = self._scores(penalty)
+        alive = alive_units(self.model)
+        if self.rescore:
+            selection = units_to_remove(scores, alive, fraction, self.cfg.selection, self.cfg.normalization, penalty)
+        else:
+            selection = units_to_remove(scores, alive, fraction, self.cfg.selection)
+        remove(self.model, selection, self.stats if self.cfg.mean_replacement else None)
+        self.iteration += 1
+        return selection
+
+    def rows(self, last_step: Selection | None = None) -> list[dict]:
+        return unit_rows(self.model, self.sizes)
+
+    def kept(self) -> dict[str, int]:
+        return units_kept(self.model)
+
+    def total(self) -> dict[str, int]:
+        return units_total(self.model)
+
+    def flops(self) -> int:
+        return sum(f for _, f in layer_costs(self.model, self.sizes).values())
+
+    def layers(self) -> list[str]:
+        return [layer.name for layer in unit_layers(self.model)]

@@ -1,0 +1,96 @@
+"""Training callbacks: each one independent, called with the update count after every update of
+dense training (OpenLTH's ``train(..., callbacks)``). In order: the learning-rate schedule, unit and
+weight pruning penalties, unit traces, pruning at scheduled updates."""
+from __future__ import annotations
+
+import logging
+from typing import NamedTuple
+
+import torch
+
+from prunerun.config import Config
+from prunerun.measure.penalties import SELECTED_COLUMNS, PenaltyMeasurer
+from prunerun.measure.units import UNITS_COLUMNS, UnitTracker
+from prunerun.measure.weight_penalties import WeightPenaltyMeasurer
+from prunerun.runner.job import Callback, Job
+from prunerun.schedules import PruneEvent
+from prunerun.train import attach_lr_attack, make_optimizer
+
+log = logging.getLogger("prunerun")
+
+
+def every(period: int, callback: Callback) -> Callback:
+    """``callback`` after every ``period``-th update."""
+    return lambda step: callback(step) if step % period == 0 else None
+
+
+def unit_penalties(job: Job, measurer: PenaltyMeasurer) -> Callback:
+    """penalties.csv (and selected.csv): pruning penalties of the unit scorers on a copy (MRP §4)."""
+    selected = job.table("selected", SELECTED_COLUMNS) if job.cfg.measure.record_selected else None
+
+    def measure(step: int) -> None:
+        job.tables["penalties"].add(measurer(job.model, step))
+        if selected is not None:
+            selected.add(measurer.pop_selected())
+    return measure
+
+
+def weight_penalties(job: Job, measurer: WeightPenaltyMeasurer) -> Callback:
+    """penalties.csv: pruning penalties of the weight scorers on a copy (thesis figs. 2.2–2.5)."""
+    return lambda step: job.tables["penalties"].add(measurer(job.model, step))
+
+
+def unit_traces(job: Job, tracker: UnitTracker) -> Callback:
+    """units.csv: the attacked unit and its controls (thesis §3.3)."""
+    table = job.table("units", UNITS_COLUMNS)
+    return lambda step: table.add(tracker(job.model, step))
+
+
+def prune_at_updates(job: Job, events: list[PruneEvent]) -> Callback:
+    """Scheduled pruning: apply each event after its training update (Evci thesis Table 2.2)."""
+    pending = {event.after: event for event in events}
+    late = [event.after for event in events if event.after > job.cfg.train.steps]
+    if late:
+        log.warning("schedule.at gives updates %s after the last of train.steps=%d: they never prune",
+                    late, job.cfg.train.steps)
+
+    def prune(step: int) -> None:
+        if step in pending:
+            job.prune(pending[step], "scheduled")
+    return prune
+
+
+class Measurers(NamedTuple):
+    unit: PenaltyMeasurer | None
+    weight: WeightPenaltyMeasurer | None
+    tracker: UnitTracker | None
+
+
+def create_measurers(job: Job) -> Measurers:
+    """What dense training measures, checked against the model and data before anything is written."""
+    cfg, m = job.cfg, job.cfg.measure
+    return Measurers(
+        PenaltyMeasurer.create(m, cfg.train, job.model, job.data, cfg.seed) if m.every else None,
+        WeightPenaltyMeasurer.create(m, cfg.scorer, job.model, job.data, cfg.seed) if m.every and m.weight_scorers else None,
+        UnitTracker.create(cfg.attack, job.model, job.data, cfg.seed, m.batch_size) if cfg.attack.layer else None,
+    )
+
+
+def start_training(job: Job, measurers: Measurers) -> None:
+    """The dense optimizer (the attack and the weight masks hooked on it) and the callbacks list:
+    learning-rate step decay (``train.lr_milestones``), penalties, traces."""
+    cfg = job.cfg
+    job.optimizer = make_optimizer(job.model, cfg.train.lr, cfg.train.momentum, cfg.train.weight_decay)
+    if measurers.tracker is not None:
+        attach_lr_attack(job.optimizer, job.model.get_submodule(measurers.tracker.layer.producer).weight,
+                         cfg.attack.unit, cfg.attack.attacks_at, cfg.attack.multiplier)
+    if job.pruner.level == "weight":
+        job.pruner.attach(job.optimizer)  # pruned weights stay zero through every update
+    schedule = torch.optim.lr_scheduler.MultiStepLR(job.optimizer, list(cfg.train.lr_milestones), cfg.train.lr_gamma)
+    job.callbacks = [lambda step: schedule.step()]
+    if measurers.unit is not None:
+        job.callbacks.append(every(cfg.measure.every, unit_penalties(job, measurers.unit)))
+    if measurers.weight is not None:
+        job.callbacks.append(every(cfg.measure.every, weight_penalties(job, measurers.weight)))
+    if measurers.tracker is not None:
+        job.callbacks.append(every(cfg.attack.record_every, unit_traces(job, measurers.tracker)))

@@ -1,0 +1,203 @@
+"""What the stages of one run share: the built job (data, model, pruner, streams, tables) and the
+few things every stage does with it — train with callbacks, prune at an event, record a row."""
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from prunerun.config import Config
+from prunerun.data import DataSplits, build_dataset
+from prunerun.errors import UserError
+from prunerun.measure.flops import output_sizes
+from prunerun.models import build_model
+from prunerun.pruners import Pruner, UnitPruner, WeightPruner
+from prunerun.pruners.weights import balanced_batches
+from prunerun.results import METRICS_COLUMNS, PENALTIES_COLUMNS, PRUNING_COLUMNS, CsvTable, run_identifiers
+from prunerun.schedules import PruneEvent, Schedule, get_schedule, list_schedules
+from prunerun.scorers import SCORERS
+from prunerun.scorers.weights import WEIGHT_SCORERS
+from prunerun.seeds import generator
+from prunerun.train import Batch, BatchStream, RunningMean, batch_at, evaluate, make_optimizer, train_step
+
+log = logging.getLogger("prunerun")
+Callback = Callable[[int], None]  # called with the update count after every training update
+
+
+def seed_everything(seed: int) -> None:
+    """Seed every global generator at the start of a job (launchers reuse processes)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA when present; a CUDA device must exist here."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"device={name} is not a device name; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count()
+        if count == 0:
+            raise UserError(f"device={name} but CUDA is not available here; use device=cpu or device=auto")
+        if device.index is not None and device.index >= count:
+            raise UserError(f"device={name} but this machine has {count} CUDA device(s); use cuda:0 to cuda:{count - 1}")
+    return device
+
+
+def pruning_level(schedule_name: str, scorer_name: str, level: str = "auto") -> str:
+    """``unit`` or ``weight``: what ``schedule`` prunes with ``scorer`` (``prune.level``; ``auto``
+    takes the schedule's only level, or for ``scheduled`` the weight version of a scorer when one exists)."""
+    schedule = get_schedule(schedule_name)
+    if level == "auto":
+        level = schedule.levels[0] if len(schedule.levels) == 1 else (
+            "weight" if scorer_name in WEIGHT_SCORERS else "unit")
+    if level not in schedule.levels:
+        fitting = [name for name in list_schedules() if level in get_schedule(name).levels]
+        raise UserError(f"schedule={schedule_name} prunes {' or '.join(schedule.levels)}s, not {level}s; "
+                        f"use prune.level={schedule.levels[0]} or one of schedule={', '.join(fitting)}")
+    registry = WEIGHT_SCORERS if level == "weight" else SCORERS
+    if scorer_name not in registry:
+        other = "unit" if level == "weight" else "weight"
+        fitting = [name for name in list_schedules() if other in get_schedule(name).levels]
+        raise UserError(f"scorer={scorer_name} has no {level}-level version and schedule={schedule_name} prunes "
+                        f"{level}s; pick a schedule that prunes {other}s ({', '.join(fitting)}) or a {level}-level "
+                        f"scorer: {', '.join(registry.names())}")
+    return level
+
+
+@dataclass
+class Job:
+    """One run's state; the stages in ``prunerun/runner/stages.py`` read and advance it."""
+
+    cfg: Config
+    out_dir: Path
+    device: torch.device
+    schedule: Schedule
+    data: DataSplits
+    model: nn.Module
+    pruner: Pruner
+    batches: BatchStream  # training updates
+    score_batches: BatchStream  # scoring passes: a stream of their own, so scorers do not shift training
+    tables: dict[str, CsvTable]
+    ids: dict
+    sizes: dict[str, tuple[int, ...]]
+    optimizer: torch.optim.Optimizer | None = None
+    callbacks: list[Callback] = field(default_factory=list)  # after every update of dense training
+    correlation: tuple | None = None  # criteria and fixed batches of the correlation study
+    step: int = 0
+
+    def events(self) -> list[PruneEvent]:
+        cfg = self.cfg
+        steps_per_epoch = -(-len(self.data.train) // cfg.train.batch_size)
+        return self.schedule(cfg.schedule, cfg.prune, sum(self.pruner.total().values()), steps_per_epoch)
+
+    def table(self, name: str, columns: list[str]) -> CsvTable:
+        """The run's CSV ``name`` (created, header only, on first use)."""
+        if name not in self.tables:
+            self.tables[name] = CsvTable(self.out_dir / f"{name}.csv", columns, self.ids)
+        return self.tables[name]
+
+    def evaluate(self, split: str, model: nn.Module | None = None) -> tuple[float, float]:
+        return evaluate(model or self.model, self.data.split(split), self.cfg.train.eval_batch_size)
+
+    def evaluate_all(self, phase: str) -> dict[str, tuple[float, float]]:
+        """Loss and accuracy on train/val/test, recorded in metrics.csv."""
+        results = {split: self.evaluate(split) for split in ("train", "val", "test")}
+        self.tables["metrics"].add([dict(phase=phase, step=self.step, split=s, loss=l, accuracy=a)
+                                    for s, (l, a) in results.items()])
+        return results
+
+    def train(self, updates: int, lr: float, phase: str, optimizer: torch.optim.Optimizer | None = None,
+              callbacks: list[Callback] = ()) -> torch.optim.Optimizer:
+        """``updates`` SGD steps, then each callback; running train and val metrics every ``train.eval_every``."""
+        t = self.cfg.train
+        optimizer = optimizer or make_optimizer(self.model, lr, t.momentum, t.weight_decay)
+        running = RunningMean()
+        self.model.train()
+        for _ in tqdm(range(updates), desc=phase, disable=None, leave=False):
+            x, y = next(self.batches)
+            running.add(*train_step(self.model, optimizer, x, y), len(y))
+            self.step += 1
+            if self.step % t.eval_every == 0:
+                self._log_metrics(phase, running.pop())
+            for callback in callbacks:
+                callback(self.step)
+        return optimizer
+
+    def _log_metrics(self, phase: str, train_batches: tuple[float, float] | None) -> None:
+        rows = []
+        if train_batches is not None:
+            rows.append(dict(phase=phase, step=self.step, split="train_batches", loss=train_batches[0],
+                             accuracy=train_batches[1]))
+        val_loss, val_acc = self.evaluate("val")
+        rows.append(dict(phase=phase, step=self.step, split="val", loss=val_loss, accuracy=val_acc))
+        self.tables["metrics"].add(rows)
+        self.model.train()
+
+    def prune(self, event: PruneEvent, phase: str) -> int:
+        """Apply ``event`` with the pruner and record the result; returns the model's FLOPs."""
+        last_step = self.pruner.prune_to(event.fraction, at_init=event.after == 0)
+        return self.record(self.pruner.iteration, phase, last_step)
+
+    def record(self, iteration: int, phase: str, last_step=None) -> int:
+        """pruning.csv: the pruner's rows with val/test loss and accuracy; returns the model's FLOPs."""
+        (val_loss, val_acc), (test_loss, test_acc) = self.evaluate("val"), self.evaluate("test")
+        base = dict(iteration=iteration, step=self.step, phase=phase, val_loss=val_loss, val_accuracy=val_acc,
+                    test_loss=test_loss, test_accuracy=test_acc)
+        rows = [dict(base, **row) for row in self.pruner.rows(last_step)]
+        self.tables["pruning"].add(rows)
+        empty = [row["layer"] for row in rows[:-1] if row.get("empty")]
+        if empty:
+            log.warning("layers with no weight left: %s (prune.allow_empty_layers=false keeps one in each)",
+                        ", ".join(empty))
+        return rows[-1]["flops"]
+
+
+def build_pruner(cfg: Config, level: str, model: nn.Module, data: DataSplits, score_batches: BatchStream,
+                 sizes: dict[str, tuple[int, ...]]) -> Pruner:
+    """The pruner of ``level`` for the configured scorer, drawing from the pruning stream."""
+    stream = generator(cfg.seed, "pruning")
+    if level == "unit":
+        return UnitPruner(model, SCORERS.get(cfg.scorer.name), cfg.prune, cfg.scorer, stream,
+                          lambda: next(score_batches), sizes, rescore=cfg.schedule.rescore)
+
+    def balanced(count: int) -> list[Batch]:
+        return balanced_batches(data.train, data.num_classes, cfg.scorer.samples_per_class, count, stream)
+
+    def reference() -> list[Batch]:
+        fixed = generator(cfg.seed, "saliency_reference")
+        size, train = cfg.train.batch_size, data.train
+        return [batch_at(train, torch.randperm(len(train), generator=fixed)[:size]) for _ in range(cfg.prune.num_batches)]
+
+    return WeightPruner(model, WEIGHT_SCORERS.get(cfg.scorer.name), cfg.prune, cfg.scorer, stream,
+                        lambda: next(score_batches), balanced, sizes, reference)
+
+
+def build_job(cfg: Config, out_dir: Path, overrides: str, device: torch.device, level: str) -> Job:
+    """Data and model on ``device``, the pruner, both batch streams and the always-written tables."""
+    data = build_dataset(cfg.dataset, cfg.seed).to(device)
+    model = build_model(cfg.model.name, data.num_classes, data.input_shape, cfg.model.weights,
+                        cfg.model.checkpoint).to(device)
+    stream = lambda name: BatchStream(data.train, cfg.train.batch_size, generator(cfg.seed, name))  # noqa: E731
+    batches, score_batches = stream("training"), stream("scoring")
+    sizes = output_sizes(model, data.input_shape)
+    pruner = build_pruner(cfg, level, model, data, score_batches, sizes)
+    return Job(cfg, out_dir, device, get_schedule(cfg.schedule.name), data, model, pruner, batches, score_batches,
+               {}, run_identifiers(cfg, overrides), sizes)
+
+
+def open_tables(job: Job) -> None:
+    """metrics.csv, pruning.csv and penalties.csv exist in every run folder, header first."""
+    for name, columns in (("metrics", METRICS_COLUMNS), ("pruning", PRUNING_COLUMNS), ("penalties", PENALTIES_COLUMNS)):
+        job.table(name, columns)
