@@ -5,7 +5,7 @@ A pruner is what a run prunes with, whatever the schedule:
 - ``observe()`` — a context manager: training updates inside it feed the statistics of the next step
   (gate statistics for unit scorers; weight scorers score on batches of their own);
 - ``prune_to(fraction, at_init=False)`` — score, select and apply until ``fraction`` of all units
-  (weights) are gone; returns what the step changed, which ``rows`` may report;
+  (weights) are gone; returns a :class:`PruneStep` (keep-masks before and after), which ``rows`` may report;
 - ``rows(last_step=None)`` — pruning.csv rows per layer plus a ``total`` row;
 - ``kept()`` / ``total()`` — units (weights) kept and in all, per layer; ``flops()`` of the model;
 - ``iteration`` — pruning steps taken; ``level`` — ``"unit"`` or ``"weight"``.
@@ -17,8 +17,9 @@ never a layer's last unit; weights by position, exactly round(κ·m) kept.
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from typing import Any, Protocol
+from typing import Protocol
 
+from prunerun.pruners.step import PruneStep
 from prunerun.pruners.units import UnitPruner
 from prunerun.pruners.weights import WeightPruner
 
@@ -29,9 +30,9 @@ class Pruner(Protocol):
 
     def observe(self) -> AbstractContextManager: ...
 
-    def prune_to(self, fraction: float, at_init: bool = False) -> Any: ...
+    def prune_to(self, fraction: float, at_init: bool = False) -> PruneStep: ...
 
-    def rows(self, last_step: Any = None) -> list[dict]: ...
+    def rows(self, last_step: PruneStep | None = None) -> list[dict]: ...
 
     def kept(self) -> dict[str, int]: ...
 
@@ -40,4 +41,4 @@ class Pruner(Protocol):
     def flops(self) -> int: ...
 
 
-__all__ = ["Pruner", "UnitPruner", "WeightPruner"]
+__all__ = ["PruneStep", "Pruner", "UnitPruner", "WeightPruner"]

@@ -23,6 +23,7 @@ from torch import nn
 
 from prunerun.config import PruneConfig, ScorerConfig
 from prunerun.measure.flops import layer_costs, unit_layer_costs
+from prunerun.pruners.step import PruneStep
 from prunerun.pruning import alive_units, remove_selected, unit_layers, units_kept, units_total
 from prunerun.scorers import Scorer, Scores, ScoringContext
 from prunerun.scorers.selection import flops_penalty, units_ranked, units_to_remove
@@ -118,8 +119,8 @@ class UnitPruner:
         self.ranking = scores
         return scores
 
-    def prune_to(self, fraction: float, at_init: bool = False) -> Selection:
-        """Remove units until ``fraction`` of all of them are gone; returns what was removed."""
+    def prune_to(self, fraction: float, at_init: bool = False) -> PruneStep:
+        """Remove units until ``fraction`` of all of them are gone (``at_init`` changes nothing for units)."""
         penalty = flops_penalty(self.model, self.sizes, self.cfg.flops_lambda)
         scores = self._scores(penalty)
         alive = alive_units(self.model)
@@ -129,9 +130,10 @@ class UnitPruner:
             selection = units_to_remove(scores, alive, fraction, self.cfg.selection)
         remove(self.model, selection, self.stats if self.cfg.mean_replacement else None)
         self.iteration += 1
-        return selection
+        return PruneStep(alive, alive_units(self.model))
 
-    def rows(self, last_step: Selection | None = None) -> list[dict]:
+    def rows(self, last_step: PruneStep | None = None) -> list[dict]:
+        """pruning.csv rows of the model as it stands (the step's own counts are not reported for units)."""
         return unit_rows(self.model, self.sizes)
 
     def kept(self) -> dict[str, int]:

@@ -20,13 +20,13 @@ from torch.utils.data import Dataset
 from prunerun.config import PruneConfig, ScorerConfig
 from prunerun.data import split_labels
 from prunerun.measure.flops import layer_costs
+from prunerun.pruners.step import Masks, PruneStep
 from prunerun.pruning import WeightMasks, prunable_weights
 from prunerun.scorers.weights import WeightContext, WeightScorer
 from prunerun.scorers.weights.gradients import mean_gradient
 from prunerun.scorers.weights.selection import keep_masks
 from prunerun.train import Batch, batch_at
 
-Masks = dict[str, torch.Tensor]  # weight name → bool keep-mask of the weight's shape
 
 
 def module_name(weight_name: str) -> str:
@@ -61,22 +61,9 @@ def force_saliency(model: nn.Module, dense: Masks, keep: Masks, batches: list[Ba
     return float(sum((dense[n] * grads[n]).abs()[keep[n]].double().sum() for n in grads))
 
 
-def mask_changes(before: Masks, after: Masks) -> dict[str, tuple[int, int]]:
-    """Per weight: (pruned, recovered) = entries kept before and not after, and the reverse (FORCE fig. 9)."""
-    return {n: (int((before[n] & ~after[n]).sum()), int((~before[n] & after[n]).sum())) for n in after}
-
-
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-@dataclass
-class WeightStep:
-    """What one masking step changed: (pruned, recovered) per weight and the FORCE saliency ratio."""
-
-    changes: dict[str, tuple[int, int]]
-    saliency_ratio: float | None = None
 
 
 @dataclass
@@ -134,7 +121,7 @@ class WeightPruner:
             grads = mean_gradient(self.model, batches, self.cfg.saliency_loss)
             self.reference = batches, {n: (self.dense[n] * g).abs() for n, g in grads.items()}
 
-    def prune_to(self, fraction: float, at_init: bool = False) -> WeightStep:
+    def prune_to(self, fraction: float, at_init: bool = False) -> PruneStep:
         """Mask the lowest-scoring weights until ``fraction`` of all are pruned. At initialisation
         the step starts again from the dense weights (so a reviving scorer may bring weights back)."""
         device = next(self.model.parameters()).device
@@ -148,7 +135,7 @@ class WeightPruner:
         self.mask_seconds += time.perf_counter() - start
         self.iteration += 1
         ratio = self._saliency_ratio(keep, fraction) if at_init and self.reference is not None else None
-        return WeightStep(mask_changes(before, keep), ratio)
+        return PruneStep(before, keep, ratio)
 
     def _saliency_ratio(self, keep: Masks, fraction: float) -> float:
         """FORCE saliency of this mask ÷ that of one-shot SNIP at the same sparsity (FORCE figs. 4, 6)."""
@@ -158,10 +145,10 @@ class WeightPruner:
         return force_saliency(self.model, self.dense, keep, batches, loss) / force_saliency(
             self.model, self.dense, snip_keep, batches, loss)
 
-    def rows(self, last_step: WeightStep | None = None) -> list[dict]:
+    def rows(self, last_step: PruneStep | None = None) -> list[dict]:
         """pruning.csv: weights kept per layer (and pruned/recovered by ``last_step``), plus ``total``."""
         costs, kept = layer_costs(self.model, self.sizes), self.masks.kept()
-        changes = last_step.changes if last_step is not None else {}
+        changes = last_step.changes() if last_step is not None else {}
         rows = []
         for name, total in self.totals.items():
             module = self.model.get_submodule(module_name(name))
