@@ -14,6 +14,7 @@ from torch.utils.data import Dataset, Subset, TensorDataset
 
 from prunerun.errors import UserError
 from prunerun.registry import Registry
+from prunerun.seeds import generator
 
 
 class LazySplit(Dataset):
@@ -92,7 +93,7 @@ class DataSplits:
                 f"{key}.subset={size} is larger than the {split} split ({available} examples); "
                 f"lower {key}.subset or use a larger split ({key}.split=train|val|test)"
             )
-        index = torch.randperm(available, generator=torch.Generator().manual_seed(seed))[:size]
+        index = torch.randperm(available, generator=generator(seed, "subset"))[:size]
         if isinstance(source, TensorDataset):
             return TensorDataset(*(t[index.to(t.device)] for t in source.tensors))
         if not isinstance(source, LazySplit):
@@ -113,15 +114,15 @@ def build_dataset(cfg, seed: int) -> DataSplits:
 def stratified_order(labels: torch.Tensor, seed: int) -> torch.Tensor:
     """A seeded permutation in which every class is spread evenly: any contiguous chunk of it
     holds the classes in (nearly) their overall proportions."""
-    generator = torch.Generator().manual_seed(seed)
+    stream = generator(seed, "split")
     labels = labels.cpu()
     key = torch.empty(len(labels), dtype=torch.float64)
     for label in labels.unique():
         members = (labels == label).nonzero().flatten()
-        members = members[torch.randperm(len(members), generator=generator)]
+        members = members[torch.randperm(len(members), generator=stream)]
         key[members] = (torch.arange(len(members), dtype=torch.float64) + 0.5) / len(members)
     # ties between classes at the same key are broken by a random class order
-    jitter = torch.rand(len(labels), generator=generator, dtype=torch.float64) * 1e-9
+    jitter = torch.rand(len(labels), generator=stream, dtype=torch.float64) * 1e-9
     return torch.argsort(key + jitter, stable=True)
 
 
