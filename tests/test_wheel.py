@@ -18,10 +18,14 @@ import pytest
 from conftest import TINY
 
 ROOT = Path(__file__).resolve().parent.parent
-# Left out of the copy the wheel is built from: a checkout's build/ can hold stale modules that
-# setuptools would ship again.
-NOT_SOURCE = shutil.ignore_patterns(".git", "build", "dist", "outputs", "multirun", "*.egg-info", "__pycache__",
-                                    ".pytest_cache", ".venv", ".whl")
+# Left out of the copy the wheel is built from (a checkout's build/ can hold stale modules that
+# setuptools would ship again): these top-level folders, and caches and egg-info anywhere.
+NOT_SOURCE_TOP = {".git", "build", "dist", "outputs", "multirun", ".pytest_cache", ".venv", ".whl"}
+
+
+def not_source(folder: str, names: list[str]) -> set[str]:
+    top = NOT_SOURCE_TOP if Path(folder) == ROOT else set()
+    return {n for n in names if n in top or n == "__pycache__" or n.endswith(".egg-info")}
 
 
 def missing_build_tooling() -> str | None:
@@ -62,7 +66,7 @@ def run(*args, env=None, cwd=None, timeout=300) -> subprocess.CompletedProcess:
 def wheel(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("wheel")
     source = tmp / "source"
-    shutil.copytree(ROOT, source, ignore=NOT_SOURCE)
+    shutil.copytree(ROOT, source, ignore=not_source)
     pip_env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", tmp / "dist",
         source, env=pip_env)
