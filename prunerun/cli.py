@@ -1,4 +1,4 @@
-"""The ``prunerun`` console script: Hydra's entry point and nothing else."""
+"""The ``prunerun`` console script (and ``python -m prunerun``): Hydra's entry point and nothing else."""
 from __future__ import annotations
 
 import sys
@@ -14,8 +14,18 @@ from prunerun.config import register_configs, to_config
 from prunerun.errors import UserError
 
 register_configs()
+
+
+def config_dir() -> Path:
+    """The installed package's copy of the configs (``prunerun/conf``, shipped in the wheel) when it
+    is there, else the checkout's ``conf/`` beside the package (editable install, or PYTHONPATH)."""
+    package = Path(__file__).resolve().parent
+    packaged = package / "conf"
+    return packaged if (packaged / "config.yaml").is_file() else package.parent / "conf"
+
+
 # An absolute path: from a console script Hydra would read a relative one as a package path.
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+CONFIG_DIR = str(config_dir())
 FAILED = "failed.json"
 
 

@@ -1,8 +1,9 @@
-"""A tiny real multirun (2 seeds × 2 fractions × 2 scorers) through the console script: collected,
-turned into figures, re-launched (finished jobs skipped); a failing job does not stop the others."""
+"""A tiny real multirun (2 seeds × 2 fractions × 2 scorers) through the console script: collected
+(prunerun-collect), turned into figures (prunerun-figures), re-launched (finished jobs skipped); a failing job does not stop the others."""
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -12,9 +13,11 @@ import pytest
 from conftest import TINY
 from test_cli import prunerun
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-import collect  # noqa: E402
-import figures  # noqa: E402
+from prunerun import collect
+from prunerun.figures import FIGURES, list_figures
+from prunerun.figures import cli as figures
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 
 QUICK = [*TINY, "train.steps=12", "measure.every=6", "schedule.final_finetune_steps=2"]
 
@@ -49,11 +52,24 @@ def test_figures_render_from_the_sweep(sweep, capsys):
     assert "8 runs read" in report
     written = [line.split()[1].rstrip(":") for line in report.splitlines() if line.strip().startswith("wrote")]
     for name in written:
-        kind = figures.FIGURES.get(name).kind
+        kind = FIGURES.get(name).kind
         assert (out / f"{name}.{'csv' if kind == 'table' else 'png'}").stat().st_size > 0
     skipped = [line for line in report.splitlines() if line.strip().startswith("skipped")]
     assert all("+experiment=" in line or "no " in line for line in skipped)
-    assert len(written) + len(skipped) == len(figures.list_figures())
+    assert len(written) + len(skipped) == len(list_figures())
+
+
+def test_the_scripts_still_work_as_thin_wrappers(sweep, tmp_path):
+    folder, _, _ = sweep
+    run = lambda script, *args: subprocess.run([sys.executable, str(SCRIPTS / script), *args],  # noqa: E731
+                                               capture_output=True, text=True, timeout=300)
+    collected = run("collect.py", str(folder), "--out", str(tmp_path / "results.csv"))
+    assert collected.returncode == 0, collected.stderr
+    assert "8 jobs: 8 complete" in collected.stdout
+    assert (tmp_path / "results.csv").read_text() == collect.collect(folder).to_csv(index=False)
+    drawn = run("figures.py", str(folder), "--out", str(tmp_path / "figures"), "--only", "mrp_fig2_penalties")
+    assert drawn.returncode == 0, drawn.stderr
+    assert "8 runs read" in drawn.stdout and "mrp_fig2_penalties" in drawn.stdout
 
 
 def test_relaunching_skips_finished_jobs(sweep):
