@@ -295,7 +295,7 @@ class CacheConfig:
     trains each (dataset, model, train, seed) once."""
 
     enabled: bool = True
-    dir: str = "outputs/cache"
+    dir: str = "${oc.env:PRUNERUN_CACHE,outputs/cache}"  # $PRUNERUN_CACHE when set, else outputs/cache
 
 
 @dataclass
