@@ -20,7 +20,7 @@ from prunerun.config import Config
 from prunerun.data import DataSplits, build_dataset
 from prunerun.errors import UserError
 from prunerun.figures.run_plots import plot_run
-from prunerun.measure.flops import layer_costs, output_sizes, unit_layer_costs
+from prunerun.pruning.flops import layer_costs, output_sizes, unit_layer_costs
 from prunerun.measure.latency import latency_rows
 from prunerun.measure.penalties import SELECTED_COLUMNS, PenaltyMeasurer
 from prunerun.measure.units import UNITS_COLUMNS, UnitTracker

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
-Batch = tuple[torch.Tensor, torch.Tensor]
+from prunerun.types import Batch
 
 
 def model_device(model: nn.Module) -> torch.device:

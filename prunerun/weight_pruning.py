@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from prunerun.data import split_labels
 
-from prunerun.measure.flops import layer_costs
+from prunerun.pruning.flops import layer_costs
 from prunerun.pruning import WeightMasks, prunable_weights, remove_selected, unit_layers, units_kept
 from prunerun.scorers.stats import finish_all, gather_stats
 from prunerun.scorers.weights import WeightContext, WeightScorer

@@ -33,7 +33,7 @@ from prunerun.scorers import ScoringContext, get_scorer  # noqa: E402
 from prunerun.scorers.stats import finish_all, gather_stats  # noqa: E402
 from prunerun.train import backward_only  # noqa: E402
 from prunerun.runner import resolve_device  # noqa: E402
-from prunerun.measure.ablation import gate_means  # noqa: E402
+from prunerun.pruning.ablation import gate_means  # noqa: E402
 
 Batches = list[tuple[torch.Tensor, torch.Tensor]]
 

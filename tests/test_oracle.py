@@ -13,7 +13,7 @@ from scipy.stats import spearmanr
 from torch import nn
 
 from prunerun.config import ScorerConfig
-from prunerun.measure import ablation
+from prunerun.pruning import ablation
 from prunerun.models.small_cnn import SmallCNN
 from prunerun.pruning import Gate, UnitLayer, gate_state, remove_units, restore_gates, unit_layers
 from prunerun.scorers import ScoringContext, get_scorer

@@ -13,7 +13,7 @@ import time
 import torch
 from torch import nn
 
-from prunerun.measure.flops import layer_costs, output_sizes
+from prunerun.pruning.flops import layer_costs, output_sizes
 from prunerun.pruning.shrink import shrink
 from prunerun.pruning.units import gate_of, unit_layers
 

@@ -21,9 +21,9 @@ from torch import nn
 from prunerun.config import ScorerConfig
 from prunerun.registry import Registry
 from prunerun.scorers.stats import LayerStats
+from prunerun.types import Batch
 
 Scores = dict[str, torch.Tensor]
-Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 @dataclass

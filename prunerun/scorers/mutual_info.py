@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from prunerun.measure.ablation import per_example_gate_means
+from prunerun.pruning.ablation import per_example_gate_means
 from prunerun.scorers import Scores, ScoringContext, register_scorer
 
 

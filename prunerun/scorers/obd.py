@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from prunerun.measure.ablation import eval_mode
+from prunerun.pruning.ablation import eval_mode
 from prunerun.pruning.units import UnitLayer, unit_layers
 from prunerun.scorers import Batch, Scores, ScoringContext, register_scorer
 

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from prunerun.pruning.weight_masks import prunable_weights
+from prunerun.types import Batch
 
-Batch = tuple[torch.Tensor, torch.Tensor]
 Tensors = dict[str, torch.Tensor]
 LOSSES = ("cross_entropy", "nll_logits")
 

@@ -19,9 +19,9 @@ import math
 import torch
 from torch import nn
 
+from prunerun.pruning.layers import CONVS
 from prunerun.pruning.units import NORMS, channel_masks, unit_layers
 
-CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 COUNTED = (*CONVS, nn.Linear)
 Mask = torch.Tensor | None
 

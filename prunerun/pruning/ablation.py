@@ -25,15 +25,15 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from prunerun.pruning.gates import Gate
+from prunerun.pruning.layers import CONVS
 from prunerun.pruning.units import UnitLayer, unit_layers
-
-Batch = tuple[torch.Tensor, torch.Tensor]
+from prunerun.types import Batch
 
 # Cap on the elements of one stacked tensor per device type, so that large maps stack fewer units
 # per pass. On a GPU stacking fills the device (2**26 floats are 256 MB); on a CPU it pays only while
 # the copies stay cache-sized: larger stacks made the benchmark's wide conv net slower per unit, not faster.
 STACK_ELEMENTS = {"cpu": 2**19, "cuda": 2**26}
-_CONVS = {nn.Conv1d: F.conv1d, nn.Conv2d: F.conv2d, nn.Conv3d: F.conv3d}
+_CONV_FUNCTIONS = dict(zip(CONVS, (F.conv1d, F.conv2d, F.conv3d)))  # the functional form of each conv type
 
 
 class _GateLeafTracer(fx.Tracer):
@@ -106,7 +106,7 @@ def _linear_consumer(traced: fx.GraphModule, gate: fx.Node) -> fx.Node | None:
     if len(users) != 1 or users[0].op != "call_module" or users[0].args != (gate,) or users[0].kwargs:
         return None
     module = traced.get_submodule(users[0].target)
-    linear_conv = type(module) in _CONVS and module.groups == 1 and module.padding_mode == "zeros"
+    linear_conv = type(module) in _CONV_FUNCTIONS and module.groups == 1 and module.padding_mode == "zeros"
     return users[0] if isinstance(module, nn.Linear) or linear_conv else None
 
 
@@ -222,7 +222,7 @@ def _consumer_change(consumer: nn.Module, z: torch.Tensor, index: torch.Tensor, 
         return torch.einsum("bc,oc->cbo", delta, weight)
     # one group per ablated unit: group j convolves Δ_j with the unit's slice of the kernel
     kernel = weight.transpose(0, 1).reshape(copies * weight.shape[0], 1, *weight.shape[2:])
-    change = _CONVS[type(consumer)](delta, kernel, None, consumer.stride, consumer.padding, consumer.dilation, copies)
+    change = _CONV_FUNCTIONS[type(consumer)](delta, kernel, None, consumer.stride, consumer.padding, consumer.dilation, copies)
     return change.view(z.shape[0], copies, weight.shape[0], *change.shape[2:]).transpose(0, 1)
 
 
