@@ -36,9 +36,9 @@ from prunerun.results import (CORRELATION_COLUMNS, METRICS_COLUMNS, PENALTIES_CO
                               TIMING_COLUMNS, CsvTable, folder_state, run_identifiers)
 from prunerun.schedules import get_schedule, pruning_level, scheduled_steps
 from prunerun.measure.correlation import correlate
-from prunerun.scorers import Scorer, ScoringContext, get_scorer, list_scorers
-from prunerun.scorers.selection import flops_penalty, units_ranked, units_to_remove
-from prunerun.scorers.stats import finish_all, gather_stats
+from prunerun.scorers.units import Scorer, ScoringContext, get_scorer, list_scorers
+from prunerun.scorers.units.selection import flops_penalty, units_ranked, units_to_remove
+from prunerun.scorers.units.stats import finish_all, gather_stats
 from prunerun.scorers.weights import get_weight_scorer
 from prunerun.weight_pruning import WeightPruner, remove_sparse_units
 from prunerun.train import (Batch, RunningMean, attach_lr_attack, backward_only, BatchStream, evaluate,

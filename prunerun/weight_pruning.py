@@ -19,7 +19,7 @@ from prunerun.data import split_labels
 
 from prunerun.pruning.flops import layer_costs
 from prunerun.pruning import WeightMasks, prunable_weights, remove_selected, unit_layers, units_kept
-from prunerun.scorers.stats import finish_all, gather_stats
+from prunerun.scorers.units.stats import finish_all, gather_stats
 from prunerun.scorers.weights import WeightContext, WeightScorer
 from prunerun.scorers.weights.gradients import mean_gradient
 from prunerun.scorers.weights.selection import keep_masks

@@ -13,7 +13,7 @@ from prunerun.data import list_datasets
 from prunerun.errors import UserError
 from prunerun.models import list_models
 from prunerun.schedules import list_schedules, pruning_level
-from prunerun.scorers import list_scorers
+from prunerun.scorers.units import list_scorers
 from prunerun.scorers.weights import list_weight_scorers
 
 from conftest import CONF, compose_config

@@ -19,9 +19,9 @@ from torch import nn
 
 from prunerun.config import ScorerConfig
 from prunerun.pruning import alive_units
-from prunerun.scorers import Batch, Scorer, Scores, ScoringContext
-from prunerun.scorers.selection import normalize
-from prunerun.scorers.stats import finish_all, gather_stats, stats_options
+from prunerun.scorers.units import Batch, Scorer, Scores, ScoringContext
+from prunerun.scorers.units.selection import normalize
+from prunerun.scorers.units.stats import finish_all, gather_stats, stats_options
 from prunerun.train import backward_only
 
 

@@ -14,8 +14,8 @@ from torch import nn
 
 from prunerun.errors import UserError
 from prunerun.pruning import UnitLayer, unit_layers
-from prunerun.scorers import Batch, ScoringContext, get_scorer
-from prunerun.scorers.stats import finish_all, gather_stats
+from prunerun.scorers.units import Batch, ScoringContext, get_scorer
+from prunerun.scorers.units.stats import finish_all, gather_stats
 from prunerun.train import iterate_batches
 
 QUANTILES = (0.0, 0.25, 0.5, 0.75, 1.0)

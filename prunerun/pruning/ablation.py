@@ -12,7 +12,7 @@ The split is made on a ``torch.fx`` trace in which gates are leaves (``Gate.forw
 control flow). Tensors made before the gate that the suffix also reads (skip connections) are
 cached and repeated alongside the map; other such values (e.g. a batch size read from the
 input) turn stacking off. Stacking assumes examples are independent, which holds in eval mode.
-Mechanics only: ``prunerun.scorers.oracle`` decides what a loss change means.
+Mechanics only: ``prunerun.scorers.units.oracle`` decides what a loss change means.
 """
 from __future__ import annotations
 

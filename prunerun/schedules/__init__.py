@@ -14,7 +14,7 @@ from typing import Callable
 
 from prunerun.errors import UserError
 from prunerun.registry import Registry
-from prunerun.scorers import SCORERS
+from prunerun.scorers.units import SCORERS
 from prunerun.scorers.weights import WEIGHT_SCORERS
 
 

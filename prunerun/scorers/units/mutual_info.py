@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from prunerun.pruning.ablation import per_example_gate_means
-from prunerun.scorers import Scores, ScoringContext, register_scorer
+from prunerun.scorers.units import Scores, ScoringContext, register_scorer
 
 
 @register_scorer("mutual_info", needs_batches=True)

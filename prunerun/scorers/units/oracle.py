@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from prunerun.pruning.ablation import ablated_losses, gate_means
-from prunerun.scorers import Scores, ScoringContext, register_scorer
+from prunerun.scorers.units import Scores, ScoringContext, register_scorer
 
 
 def _loss_changes(ctx: ScoringContext, replace_by_mean: bool) -> dict[str, torch.Tensor]:
