@@ -5,7 +5,7 @@ import pandas as pd
 import torch
 
 from prunerun.pruning.flops import layer_costs, output_sizes
-from prunerun.pruning.export import load_pruned
+from prunerun.models import load_pruned
 from prunerun.runner import run
 
 
