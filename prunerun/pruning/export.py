@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from prunerun.files import atomic_write
 from prunerun.pruning.layers import add_fill_kernel
 from prunerun.pruning.shrink import shrink
 from prunerun.pruning.units import gate_of, unit_layers
@@ -35,7 +36,8 @@ def save_pruned(model: nn.Module, path: str | Path, name: str, num_classes: int,
     """Shrink the gated ``model`` and save its state dict with :func:`describe`; returns the shrunk model."""
     small = shrink(model)
     state = {key: value.detach().cpu() for key, value in small.state_dict().items()}
-    torch.save({"architecture": describe(model, name, num_classes, input_shape), "state_dict": state}, path)
+    saved = {"architecture": describe(model, name, num_classes, input_shape), "state_dict": state}
+    atomic_write(path, lambda file: torch.save(saved, file), "wb")
     return small
 
 
