@@ -25,11 +25,12 @@ from torch.utils.data import Dataset
 from prunerun.config import MeasureConfig, TrainConfig
 from prunerun.errors import UserError
 from prunerun.pruning import alive_units, gate_state, remove_selected, restore_gates, unit_layers
+from prunerun.pruning.modes import set_eval_mode
 from prunerun.pruning.units import gate_of
 from prunerun.scorers.units import Scorer, ScoringContext, get_scorer
 from prunerun.scorers.units.selection import units_to_remove
 from prunerun.scorers.units.stats import finish_all, gather_stats, stats_options
-from prunerun.train import backward_only, endless_batches, evaluate, iterate_batches, make_optimizer, set_eval_mode, train_step
+from prunerun.train import backward_only, endless_batches, evaluate, iterate_batches, make_optimizer, train_step
 
 # selected.csv (with measure.record_selected): one row per unit a scorer selects in a measurement;
 # `layer` is the measured group (as in penalties.csv), `unit_layer` the layer the unit belongs to.

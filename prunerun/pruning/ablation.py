@@ -16,9 +16,7 @@ Mechanics only: ``prunerun.scorers.units.oracle`` decides what a loss change mea
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +24,7 @@ from torch import fx, nn
 
 from prunerun.pruning.gates import Gate
 from prunerun.pruning.layers import CONVS
+from prunerun.pruning.modes import eval_mode, forward_hooks
 from prunerun.pruning.units import UnitLayer, unit_layers
 from prunerun.types import Batch
 
@@ -140,18 +139,6 @@ def _suffix(traced: fx.GraphModule, cut: fx.Node, layer: UnitLayer) -> tuple[fx.
     return module, extras
 
 
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode inside the block; every module's own training flag restored afterwards."""
-    modes = {module: module.training for module in model.modules()}
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, training in modes.items():
-            module.training = training
-
-
 @torch.no_grad()
 def ablated_losses(
     model: nn.Module,
@@ -234,19 +221,15 @@ def per_example_gate_means(model: nn.Module, batches: list[Batch]) -> dict[str, 
     them; every module's mode is restored afterwards.
     """
     device = next(model.parameters()).device
-    rows: dict[str, list[torch.Tensor]] = {layer.name: [] for layer in unit_layers(model)}
+    gates = {layer.name: model.get_submodule(layer.gate) for layer in unit_layers(model)}
+    rows: dict[str, list[torch.Tensor]] = {name: [] for name in gates}
 
     def hook(name: str):
         return lambda _module, _inputs, out: rows[name].append(out.reshape(out.shape[0], out.shape[1], -1).mean(-1))
 
-    handles = [model.get_submodule(layer.gate).register_forward_hook(hook(layer.name)) for layer in unit_layers(model)]
-    try:
-        with eval_mode(model):
-            for x, _ in batches:
-                model(x.to(device))
-    finally:
-        for handle in handles:
-            handle.remove()
+    with forward_hooks(gates, hook), eval_mode(model):
+        for x, _ in batches:
+            model(x.to(device))
     return {name: torch.cat(parts) for name, parts in rows.items()}
 
 

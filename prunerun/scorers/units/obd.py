@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from prunerun.pruning.ablation import eval_mode
+from prunerun.pruning.modes import eval_mode
 from prunerun.pruning.units import UnitLayer, unit_layers
 from prunerun.scorers.units import Scores, ScoringContext, register_scorer
 from prunerun.types import Batch
