@@ -15,9 +15,7 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,7 @@ import numpy as np
 import torch
 
 from prunerun.errors import UserError
+from prunerun.files import atomic_write
 from prunerun.results import CsvTable
 
 log = logging.getLogger("prunerun")
@@ -91,9 +90,7 @@ def restore(run, state: dict, tables: dict[str, CsvTable]) -> None:
 def save(state: dict, path: Path) -> None:
     """Write atomically (temp file + rename), so a kill never leaves half a checkpoint."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
-        torch.save(state, tmp)
-    os.replace(tmp.name, path)
+    atomic_write(path, lambda file: torch.save(state, file), "wb")
 
 
 def load(path: Path) -> dict | None:

@@ -10,7 +10,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from prunerun.config import register_configs, to_config
+from prunerun.config import to_config
+from prunerun.config.hydra import register_configs
 from prunerun.errors import UserError
 
 register_configs()
@@ -45,7 +46,7 @@ def _main(cfg: DictConfig) -> None:
             if isinstance(err, UserError):
                 sys.exit(2)
             raise
-        # in a sweep a failing job is recorded and the others go on (prunerun.config.ValidateSweep lists them)
+        # in a sweep a failing job is recorded and the others go on (prunerun.config.hydra.ValidateSweep lists them)
         from prunerun.provenance import write_json
 
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from prunerun.files import atomic_write
+
 PACKAGES = ("prunerun", "torch", "torchvision", "hydra-core", "omegaconf", "numpy", "pandas", "scipy", "matplotlib")
 
 
@@ -42,9 +44,9 @@ def versions() -> dict[str, str | None]:
 
 
 def write_json(path: Path, value: Any) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(value, indent=2, default=str) + "\n")
-    tmp.replace(path)
+    """``value`` as indented JSON, written atomically (:func:`atomic_write`)."""
+    text = json.dumps(value, indent=2, default=str) + "\n"
+    atomic_write(path, lambda file: file.write(text))
 
 
 def write_run_record(out_dir: Path, cfg, config_hash: str, overrides: str, device: torch.device) -> None:

@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from prunerun.errors import UserError
+from prunerun.files import atomic_write
 
 
 def run_identifiers(cfg, overrides: str = "") -> dict[str, Any]:
@@ -31,12 +30,14 @@ def run_identifiers(cfg, overrides: str = "") -> dict[str, Any]:
 
 
 def write_csv_atomic(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
-    """Write ``rows`` to a temp file beside ``path`` and rename it into place."""
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, newline="") as tmp:
-        writer = csv.DictWriter(tmp, fieldnames=columns)
+    """Write ``rows`` under a header of ``columns`` to ``path`` atomically (:func:`atomic_write`)."""
+
+    def write(file) -> None:
+        writer = csv.DictWriter(file, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp.name, path)
+
+    atomic_write(path, write, "w", newline="")
 
 
 class CsvTable:

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
-Batch = tuple[torch.Tensor, torch.Tensor]
+from prunerun.pruning.modes import eval_mode
+from prunerun.types import Batch
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -162,32 +163,21 @@ class RunningMean:
         return result
 
 
-def set_eval_mode(model: nn.Module, bn_train: bool = False) -> None:
-    """Eval mode, optionally with BatchNorm on batch statistics (how the MRP code measures)."""
-    model.eval()
-    if bn_train:
-        for module in model.modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                module.train()
-
-
 @torch.no_grad()
 def evaluate(model: nn.Module, data: Dataset, batch_size: int = 500, bn_train: bool = False) -> tuple[float, float]:
     """Mean cross-entropy and accuracy over ``data`` (eval mode, or BatchNorm in train mode);
-    NaN for an empty split."""
+    NaN for an empty split. Every module's own mode is as it was afterwards."""
     n = len(data)
     if n == 0:
         return float("nan"), float("nan")
-    was_training = model.training
-    set_eval_mode(model, bn_train)
     device = model_device(model)
     loss_sum, correct = torch.zeros((), dtype=torch.float64, device=device), 0
-    for x, y in iterate_batches(data, batch_size):
-        x, y = x.to(device), y.to(device)
-        logits = model(x)
-        loss_sum += F.cross_entropy(logits, y, reduction="sum")
-        correct += int((logits.argmax(1) == y).sum())
-    model.train(was_training)
+    with eval_mode(model, bn_train):
+        for x, y in iterate_batches(data, batch_size):
+            x, y = x.to(device), y.to(device)
+            logits = model(x)
+            loss_sum += F.cross_entropy(logits, y, reduction="sum")
+            correct += int((logits.argmax(1) == y).sum())
     return float(loss_sum) / n, correct / n
 
 

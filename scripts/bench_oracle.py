@@ -29,11 +29,11 @@ from bench_overhead import ConvNet  # noqa: E402
 from prunerun.config import ScorerConfig  # noqa: E402
 from prunerun.models.small_cnn import SmallCNN  # noqa: E402
 from prunerun.pruning import gate_state, remove_units, restore_gates, unit_layers  # noqa: E402
-from prunerun.scorers import ScoringContext, get_scorer  # noqa: E402
-from prunerun.scorers.stats import finish_all, gather_stats  # noqa: E402
+from prunerun.scorers.units import ScoringContext, get_scorer  # noqa: E402
+from prunerun.scorers.units.stats import finish_all, gather_stats  # noqa: E402
 from prunerun.train import backward_only  # noqa: E402
 from prunerun.runner import resolve_device  # noqa: E402
-from prunerun.measure.ablation import gate_means  # noqa: E402
+from prunerun.pruning.ablation import gate_means  # noqa: E402
 
 Batches = list[tuple[torch.Tensor, torch.Tensor]]
 

@@ -32,7 +32,7 @@ from torch import nn
 
 from prunerun.models.small_cnn import SmallCNN
 from prunerun.pruning import Gate, UnitLayer
-from prunerun.scorers.stats import gather_stats
+from prunerun.scorers.units.stats import gather_stats
 from prunerun.runner import resolve_device
 
 

@@ -12,7 +12,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 
-from prunerun.config import register_configs, to_config  # noqa: E402
+from prunerun.config import to_config  # noqa: E402
+from prunerun.config.hydra import register_configs  # noqa: E402
 from prunerun.models.small_cnn import SmallCNN  # noqa: E402
 
 CONF = str(Path(__file__).resolve().parent.parent / "conf")

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from prunerun.pruning import remove_units, unit_layers
-from prunerun.scorers import ScoringContext, get_scorer
-from prunerun.scorers.stats import finish_all, gather_stats
+from prunerun.scorers.units import ScoringContext, get_scorer
+from prunerun.scorers.units.stats import finish_all, gather_stats
 from prunerun.train import backward_only
 
 

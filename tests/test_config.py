@@ -1,6 +1,9 @@
 """Every option of every config group composes and validates; bad values fail with one clear line."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -11,7 +14,7 @@ from prunerun.errors import UserError
 from prunerun.models import list_models
 from prunerun.runner import pruning_level
 from prunerun.schedules import list_schedules
-from prunerun.scorers import list_scorers
+from prunerun.scorers.units import list_scorers
 from prunerun.scorers.weights import list_weight_scorers
 
 from conftest import CONF, compose_config
@@ -76,3 +79,11 @@ def test_every_method_sets_a_weight_scorer_and_schedule(method):
 def test_wrong_types_fail_at_compose_time():
     with pytest.raises(Exception, match="Error merging override prune.fraction=abc"):
         compose_config(["prune.fraction=abc"])
+
+
+def test_the_schemas_import_no_hydra():
+    """Scorers and measurers read config sections; only prunerun.config.hydra may pull Hydra in."""
+    code = ("import sys, prunerun.config; assert 'hydra' not in sys.modules, 'hydra imported'; "
+            "import prunerun.config.hydra; assert 'hydra' in sys.modules")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr

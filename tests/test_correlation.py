@@ -44,7 +44,7 @@ def test_removed_units_are_left_out_and_scores_are_normalised():
 def test_correlation_run_writes_scores_and_correlations(tiny_config, tmp_path):
     run(tiny_config("correlate.enabled=true", "correlate.subset=64", "prune.fraction=0", "measure.every=0"), tmp_path)
     scores, correlation = pd.read_csv(tmp_path / "scores.csv"), pd.read_csv(tmp_path / "correlation.csv")
-    from prunerun.scorers import list_scorers
+    from prunerun.scorers.units import list_scorers
     assert set(scores["criterion"]) == set(correlation["criterion"]) == set(list_scorers())
     from prunerun.config import NORMALIZATIONS
     assert len(scores) == len(list_scorers()) * len(NORMALIZATIONS) * 56  # criteria × normalisations × units

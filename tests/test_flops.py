@@ -9,7 +9,7 @@ import torchvision
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from prunerun.measure.flops import conv_map_flops, layer_costs, output_sizes, unit_flops
+from prunerun.pruning.flops import conv_map_flops, layer_costs, output_sizes, unit_flops
 from prunerun.models import build_model
 from prunerun.models.small_cnn import SmallCNN
 from prunerun.pruning import remove_units, unit_layers

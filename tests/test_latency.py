@@ -4,8 +4,8 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from prunerun.measure.flops import layer_costs, output_sizes
-from prunerun.pruning.export import load_pruned
+from prunerun.pruning.flops import layer_costs, output_sizes
+from prunerun.models import load_pruned
 from prunerun.runner import run
 
 

@@ -10,9 +10,9 @@ import torchvision
 from torch import nn
 
 from prunerun.errors import UserError
-from prunerun.measure.flops import layer_costs, output_sizes, unit_layer_costs
-from prunerun.models import build_model, list_models
-from prunerun.pruning.export import load_pruned, save_pruned
+from prunerun.pruning.flops import layer_costs, output_sizes, unit_layer_costs
+from prunerun.models import build_model, list_models, load_pruned
+from prunerun.pruning.export import save_pruned
 from prunerun.pruning.gates import Gate, remove_units
 from prunerun.pruning.layers import FilledConv2d, GroupSplitConv
 from prunerun.pruning.shrink import shrink

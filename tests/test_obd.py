@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from prunerun.config import ScorerConfig
-from prunerun.scorers import ScoringContext, get_scorer, obd
-from prunerun.scorers.obd import hessian_diagonal
+from prunerun.scorers.units import ScoringContext, get_scorer, obd
+from prunerun.scorers.units.obd import hessian_diagonal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 from bench_overhead import ConvNet  # noqa: E402

@@ -13,12 +13,13 @@ from scipy.stats import spearmanr
 from torch import nn
 
 from prunerun.config import ScorerConfig
-from prunerun.measure import ablation
+from prunerun.pruning import ablation
 from prunerun.models.small_cnn import SmallCNN
 from prunerun.pruning import Gate, UnitLayer, gate_state, remove_units, restore_gates, unit_layers
-from prunerun.scorers import ScoringContext, get_scorer
-from prunerun.scorers.stats import finish_all, gather_stats
-from prunerun.train import backward_only, set_eval_mode
+from prunerun.scorers.units import ScoringContext, get_scorer
+from prunerun.scorers.units.stats import finish_all, gather_stats
+from prunerun.pruning.modes import set_eval_mode
+from prunerun.train import backward_only
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 from bench_overhead import ConvNet  # noqa: E402

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from prunerun.config import PruneConfig, ScheduleConfig, ScorerConfig
-from prunerun.measure.flops import output_sizes
+from prunerun.pruning.flops import output_sizes
 from prunerun.pruners import PruneStep, UnitPruner, WeightPruner
 from prunerun.schedules import AFTER_TRAINING, BEFORE_TRAINING, get_schedule, list_schedules
-from prunerun.scorers import get_scorer
+from prunerun.scorers.units import get_scorer
 from prunerun.scorers.weights import get_weight_scorer
 
 SIZES_INPUT = (1, 16, 16)

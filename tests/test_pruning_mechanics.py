@@ -10,7 +10,7 @@ from torch import nn
 
 from prunerun.pruning import Gate, UnitLayer, WeightMasks, propagate_fill, remove_units, shrink, unit_layers
 from prunerun.pruning.layers import FilledConv2d, GroupSplitConv
-from prunerun.measure.flops import layer_costs, output_sizes
+from prunerun.pruning.flops import layer_costs, output_sizes
 from prunerun.models.small_cnn import SmallCNN
 
 

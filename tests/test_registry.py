@@ -6,7 +6,7 @@ import pytest
 from prunerun.errors import UserError
 from prunerun.models import build_model
 from prunerun.registry import Registry
-from prunerun.scorers import get_scorer, list_scorers
+from prunerun.scorers.units import get_scorer, list_scorers
 
 
 def test_unknown_names_list_the_choices():

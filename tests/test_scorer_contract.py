@@ -8,8 +8,8 @@ import torch
 
 from prunerun.config import ScorerConfig
 from prunerun.pruning import remove_units, unit_layers
-from prunerun.scorers import ScoringContext, get_scorer, list_scorers
-from prunerun.scorers.stats import finish_all, gather_stats
+from prunerun.scorers.units import ScoringContext, get_scorer, list_scorers
+from prunerun.scorers.units.stats import finish_all, gather_stats
 from prunerun.train import backward_only
 
 

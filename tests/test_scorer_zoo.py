@@ -15,8 +15,8 @@ from prunerun.config import ScorerConfig, to_config
 from prunerun.pruning import remove_units, unit_layers
 from prunerun.pruning.gates import Gate
 from prunerun.pruning.units import UnitLayer
-from prunerun.scorers import ScoringContext, get_scorer
-from prunerun.scorers.stats import finish_all, gather_stats
+from prunerun.scorers.units import ScoringContext, get_scorer
+from prunerun.scorers.units.stats import finish_all, gather_stats
 from prunerun.train import backward_only
 
 from conftest import compose_config
@@ -199,7 +199,7 @@ def test_minmax_is_a_valid_normalization_choice():
 
 def test_activation_std_stays_accurate_in_float32():
     """Units with mean 5 and spread 0.01: E[z²] − E[z]² in float32 would misorder them."""
-    from prunerun.scorers.stats import GateStats
+    from prunerun.scorers.units.stats import GateStats
 
     generator = torch.Generator().manual_seed(0)
     z = 5 + torch.randn(4, 64, 3, 100, generator=generator, dtype=torch.float64) * torch.tensor([0.0100, 0.0102, 0.0098])[None, None, :, None]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from prunerun.scorers.selection import normalize, units_to_remove
+from prunerun.scorers.units.selection import normalize, units_to_remove
 from prunerun.schedules import fractions, get_schedule
 from prunerun.config import PruneConfig, ScheduleConfig
 

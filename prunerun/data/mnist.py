@@ -7,9 +7,7 @@ and test is the official 10,000.
 """
 from __future__ import annotations
 
-import os
 import struct
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +17,7 @@ from torchvision.datasets import MNIST
 
 from prunerun.data import DataSplits, held_out_size, register_dataset, split_sizes, stratified_order
 from prunerun.errors import UserError
+from prunerun.files import atomic_write
 
 MEAN, STD = 0.1307, 0.3081
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -29,9 +28,7 @@ def write_idx(path: Path, array: np.ndarray) -> None:
     array = np.ascontiguousarray(array, dtype=np.uint8)
     header = struct.pack(">I", 0x0800 | array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as tmp:
-        tmp.write(header + array.tobytes())
-    os.replace(tmp.name, path)
+    atomic_write(path, lambda file: file.write(header + array.tobytes()), "wb")
 
 
 def write_mnist_idx(raw_dir: Path, images: np.ndarray, labels: np.ndarray,

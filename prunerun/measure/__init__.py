@@ -1,1 +1,1 @@
-"""Measurements: pruning penalties on a copy, FLOPs and parameters."""
+"""Measurements: pruning penalties on a copy, rank correlation, unit traces, latency."""

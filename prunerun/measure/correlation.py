@@ -20,8 +20,9 @@ from torch import nn
 from prunerun.config import ScorerConfig
 from prunerun.pruning import alive_units
 from prunerun.pruners.units import score, statistics
-from prunerun.scorers import Batch, Scorer, Scores
-from prunerun.scorers.selection import normalize
+from prunerun.scorers.units import Scorer, Scores
+from prunerun.scorers.units.selection import normalize
+from prunerun.types import Batch
 
 
 def score_all(model: nn.Module, scorers: list[Scorer], batches: list[Batch], options: ScorerConfig,

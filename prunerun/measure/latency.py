@@ -13,7 +13,8 @@ import time
 import torch
 from torch import nn
 
-from prunerun.measure.flops import layer_costs, output_sizes
+from prunerun.pruning.flops import layer_costs, output_sizes
+from prunerun.pruning.modes import eval_mode
 from prunerun.pruning.shrink import shrink
 from prunerun.pruning.units import gate_of, unit_layers
 
@@ -28,18 +29,16 @@ def median_latency(model: nn.Module, input_shape: tuple[int, ...], batch_size: i
                    repeats: int = 20) -> float:
     """Median wall time (s) of one eval-mode forward pass on a batch of zeros, after ``warmup`` passes."""
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     x = torch.zeros((batch_size, *input_shape), device=device, dtype=next(model.parameters()).dtype)
     times = []
-    for i in range(warmup + repeats):
-        _sync(device)
-        start = time.perf_counter()
-        model(x)
-        _sync(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    model.train(was_training)
+    with eval_mode(model):
+        for i in range(warmup + repeats):
+            _sync(device)
+            start = time.perf_counter()
+            model(x)
+            _sync(device)
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
     return statistics.median(times)
 
 

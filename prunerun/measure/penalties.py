@@ -26,11 +26,12 @@ from prunerun.config import MeasureConfig, TrainConfig
 from prunerun.errors import UserError
 from prunerun.pruners.units import fills, remove, score, statistics
 from prunerun.pruning import alive_units, gate_state, restore_gates, unit_layers
+from prunerun.pruning.modes import set_eval_mode
 from prunerun.pruning.units import gate_of
-from prunerun.scorers import Scorer, get_scorer
-from prunerun.scorers.selection import units_to_remove
+from prunerun.scorers.units import Scorer, get_scorer
+from prunerun.scorers.units.selection import units_to_remove
 from prunerun.seeds import generator
-from prunerun.train import endless_batches, evaluate, iterate_batches, make_optimizer, set_eval_mode, train_step
+from prunerun.train import endless_batches, evaluate, iterate_batches, make_optimizer, train_step
 
 # selected.csv (with measure.record_selected): one row per unit a scorer selects in a measurement;
 # `layer` is the measured group (as in penalties.csv), `unit_layer` the layer the unit belongs to.

@@ -15,8 +15,9 @@ from torch import nn
 from prunerun.errors import UserError
 from prunerun.pruning import UnitLayer, unit_layers
 from prunerun.pruners.units import score
-from prunerun.scorers import Batch, get_scorer
-from prunerun.scorers.stats import finish_all, gather_stats
+from prunerun.scorers.units import get_scorer
+from prunerun.scorers.units.stats import finish_all, gather_stats
+from prunerun.types import Batch
 from prunerun.train import iterate_batches
 
 QUANTILES = (0.0, 0.25, 0.5, 0.75, 1.0)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
 
 from prunerun.errors import UserError
+from prunerun.pruning.export import load_shrunk, read_pruned
 from prunerun.registry import Registry
 
 MODELS: Registry[Callable[[int, tuple[int, ...]], nn.Module]] = Registry("model")
@@ -37,6 +39,16 @@ def build_model(name: str, num_classes: int, input_shape: tuple[int, ...], weigh
 
         load_pretrained(model, name, weights, checkpoint)
     return model
+
+
+def load_pruned(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """The shrunk model saved by :func:`prunerun.pruning.export.save_pruned`, rebuilt with its
+    builder on the meta device and loaded on ``device`` (eval mode)."""
+    saved = read_pruned(path)
+    arch = saved["architecture"]
+    with torch.device("meta"):
+        model = build_model(arch["model"], arch["num_classes"], tuple(arch["input_shape"]))
+    return load_shrunk(model, saved, device)
 
 
 def _check_input(name: str, builder: Callable, num_classes: int, input_shape: tuple[int, ...]) -> None:

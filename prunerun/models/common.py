@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 from prunerun.pruning.gates import Gate
+from prunerun.pruning.layers import CONVS
 from prunerun.pruning.units import NORMS, UnitLayer
 
-CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 ACTIVATIONS = (nn.ReLU, nn.ReLU6)
 POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
 

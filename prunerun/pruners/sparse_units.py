@@ -12,10 +12,10 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from prunerun.measure.flops import layer_costs
+from prunerun.pruning.flops import layer_costs
 from prunerun.pruners.units import Selection, remove, statistics
 from prunerun.pruning import prunable_weights, unit_layers, units_kept
-from prunerun.train import Batch
+from prunerun.types import Batch
 
 
 def _nonzero_fraction_out(consumer: nn.Module, units: int) -> torch.Tensor:

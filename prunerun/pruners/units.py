@@ -22,13 +22,14 @@ import torch
 from torch import nn
 
 from prunerun.config import PruneConfig, ScorerConfig
-from prunerun.measure.flops import layer_costs, unit_layer_costs
+from prunerun.pruning.flops import layer_costs, unit_layer_costs
 from prunerun.pruners.step import PruneStep
 from prunerun.pruning import alive_units, remove_selected, unit_layers, units_kept, units_total
-from prunerun.scorers import Scorer, Scores, ScoringContext
-from prunerun.scorers.selection import flops_penalty, units_ranked, units_to_remove
-from prunerun.scorers.stats import LayerStats, finish_all, gather_stats, stats_options
-from prunerun.train import Batch, backward_only
+from prunerun.scorers.units import Scorer, Scores, ScoringContext
+from prunerun.scorers.units.selection import flops_penalty, units_ranked, units_to_remove
+from prunerun.scorers.units.stats import LayerStats, finish_all, gather_stats, stats_options
+from prunerun.train import backward_only
+from prunerun.types import Batch
 
 log = logging.getLogger("prunerun")
 Selection = dict[str, torch.Tensor]  # layer name → indices of the units to remove

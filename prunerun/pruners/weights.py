@@ -19,13 +19,14 @@ from torch.utils.data import Dataset
 
 from prunerun.config import PruneConfig, ScorerConfig
 from prunerun.data import split_labels
-from prunerun.measure.flops import layer_costs
+from prunerun.pruning.flops import layer_costs
 from prunerun.pruners.step import Masks, PruneStep
 from prunerun.pruning import WeightMasks, prunable_weights
 from prunerun.scorers.weights import WeightContext, WeightScorer
 from prunerun.scorers.weights.gradients import mean_gradient
 from prunerun.scorers.weights.selection import keep_masks
-from prunerun.train import Batch, batch_at
+from prunerun.train import batch_at
+from prunerun.types import Batch
 
 
 

@@ -2,10 +2,11 @@
 
 ``pruned.pt`` holds ``{"architecture": {...}, "state_dict": {...}}`` (``torch.load`` with
 ``weights_only=True`` reads it). The description is the model name, class count, input shape and
-the kept unit indices of every prunable layer. :func:`load_pruned` rebuilds the dense
-architecture with the model builder on the meta device (no memory, no initialisation), removes
-the other units and shrinks it, then loads the state dict: the saved weights already hold the
-propagated fills, so nothing else is needed.
+the kept unit indices of every prunable layer. :func:`prunerun.models.load_pruned` builds the
+dense architecture with the model builder on the meta device (no memory, no initialisation) and
+:func:`load_shrunk` removes the other units and shrinks it, then loads the state dict: the saved
+weights already hold the propagated fills, so nothing else is needed. (Mechanics only: the
+builder lookup stays in ``prunerun.models``, above this package.)
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from prunerun.files import atomic_write
 from prunerun.pruning.layers import add_fill_kernel
 from prunerun.pruning.shrink import shrink
 from prunerun.pruning.units import gate_of, unit_layers
@@ -34,18 +36,20 @@ def save_pruned(model: nn.Module, path: str | Path, name: str, num_classes: int,
     """Shrink the gated ``model`` and save its state dict with :func:`describe`; returns the shrunk model."""
     small = shrink(model)
     state = {key: value.detach().cpu() for key, value in small.state_dict().items()}
-    torch.save({"architecture": describe(model, name, num_classes, input_shape), "state_dict": state}, path)
+    saved = {"architecture": describe(model, name, num_classes, input_shape), "state_dict": state}
+    atomic_write(path, lambda file: torch.save(saved, file), "wb")
     return small
 
 
-def load_pruned(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
-    """The shrunk model saved by :func:`save_pruned`, rebuilt with ``build_model`` and loaded (eval mode)."""
-    from prunerun.models import build_model
+def read_pruned(path: str | Path) -> dict:
+    """The ``{"architecture", "state_dict"}`` dict :func:`save_pruned` wrote, on the CPU."""
+    return torch.load(path, map_location="cpu", weights_only=True)
 
-    saved = torch.load(path, map_location="cpu", weights_only=True)
+
+def load_shrunk(model: nn.Module, saved: dict, device: str | torch.device = "cpu") -> nn.Module:
+    """The shrunk model of ``saved`` (from :func:`read_pruned`), made from ``model``, its dense
+    architecture built on the meta device, and loaded on ``device`` (eval mode)."""
     arch, state = saved["architecture"], saved["state_dict"]
-    with torch.device("meta"):
-        model = build_model(arch["model"], arch["num_classes"], tuple(arch["input_shape"]))
     for layer in unit_layers(model):  # real masks on a meta model: shrinking needs their values only
         gate = gate_of(model, layer)
         keep = torch.zeros(gate.keep.numel())
@@ -54,10 +58,10 @@ def load_pruned(path: str | Path, device: str | torch.device = "cpu") -> nn.Modu
         gate.set_units(keep)
     small = shrink(model)
     for key, value in state.items():  # fills propagated into padded convs, or into a bias-free consumer
-        path_, _, leaf = key.rpartition(".")
-        module = small.get_submodule(path_) if path_ else small
+        parent, _, leaf = key.rpartition(".")
+        module = small.get_submodule(parent) if parent else small
         if leaf == "fill_kernel" and getattr(module, "fill_kernel", None) is None:
-            small.set_submodule(path_, add_fill_kernel(module, torch.empty(value.shape, device="meta")))
+            small.set_submodule(parent, add_fill_kernel(module, torch.empty(value.shape, device="meta")))
         elif leaf == "bias" and getattr(module, "bias", "absent") is None:
             module.bias = nn.Parameter(torch.empty(value.shape, device="meta"))
     small = small.to_empty(device=device)

@@ -16,16 +16,17 @@ from tqdm import tqdm
 from prunerun.config import Config
 from prunerun.data import DataSplits, build_dataset
 from prunerun.errors import UserError
-from prunerun.measure.flops import output_sizes
+from prunerun.pruning.flops import output_sizes
 from prunerun.models import build_model
 from prunerun.pruners import Pruner, UnitPruner, WeightPruner
 from prunerun.pruners.weights import balanced_batches
 from prunerun.results import METRICS_COLUMNS, PENALTIES_COLUMNS, PRUNING_COLUMNS, CsvTable, run_identifiers
 from prunerun.schedules import PruneEvent, Schedule, get_schedule, list_schedules
-from prunerun.scorers import SCORERS
+from prunerun.scorers.units import SCORERS
 from prunerun.scorers.weights import WEIGHT_SCORERS
 from prunerun.seeds import generator
-from prunerun.train import Batch, BatchStream, RunningMean, batch_at, evaluate, make_optimizer, train_step
+from prunerun.types import Batch
+from prunerun.train import BatchStream, RunningMean, batch_at, evaluate, make_optimizer, train_step
 
 log = logging.getLogger("prunerun")
 Callback = Callable[[int], None]  # called with the update count after every training update

@@ -22,7 +22,7 @@ from prunerun.results import CORRELATION_COLUMNS, SCORES_COLUMNS, TIMING_COLUMNS
 from prunerun.runner.callbacks import prune_at_updates
 from prunerun.runner.job import Job
 from prunerun.schedules import PruneEvent
-from prunerun.scorers import get_scorer, list_scorers
+from prunerun.scorers.units import get_scorer, list_scorers
 from prunerun.seeds import stream_seed
 from prunerun.train import iterate_batches
 

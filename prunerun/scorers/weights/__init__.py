@@ -19,9 +19,9 @@ from torch import nn
 
 from prunerun.config import ScorerConfig
 from prunerun.registry import Registry
+from prunerun.types import Batch
 
 WeightScores = dict[str, torch.Tensor]
-Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 @dataclass

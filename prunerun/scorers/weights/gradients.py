@@ -14,9 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from prunerun.pruning.modes import train_mode
 from prunerun.pruning.weight_masks import prunable_weights
+from prunerun.types import Batch
 
-Batch = tuple[torch.Tensor, torch.Tensor]
 Tensors = dict[str, torch.Tensor]
 LOSSES = ("cross_entropy", "nll_logits")
 
@@ -35,12 +36,10 @@ def saliency_loss(logits: torch.Tensor, labels: torch.Tensor, kind: str = "cross
 def scoring_mode(model: nn.Module) -> Iterator[None]:
     """Train mode (BatchNorm on batch statistics) for the passes inside; buffers and mode restored."""
     buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
-    was_training = model.training
-    model.train()
     try:
-        yield
+        with train_mode(model):
+            yield
     finally:
-        model.train(was_training)
         with torch.no_grad():
             for name, buffer in model.named_buffers():
                 buffer.copy_(buffers[name])

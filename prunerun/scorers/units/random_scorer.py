@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from prunerun.pruning.units import alive_units
-from prunerun.scorers import Scores, ScoringContext, register_scorer
+from prunerun.scorers.units import Scores, ScoringContext, register_scorer
 
 
 @register_scorer("random")

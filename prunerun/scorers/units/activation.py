@@ -1,7 +1,7 @@
 """Criteria from activations and their gradients at the gates (post-activation maps)."""
 from __future__ import annotations
 
-from prunerun.scorers import Scores, ScoringContext, register_scorer
+from prunerun.scorers.units import Scores, ScoringContext, register_scorer
 
 
 @register_scorer("taylor", needs_data=True)

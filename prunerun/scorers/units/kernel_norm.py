@@ -1,8 +1,8 @@
-"""Criteria from the weights alone."""
+"""Criteria from a unit's incoming kernel alone: minimum weight (registered as ``weight``), ℓ1 and ℓ2 norms."""
 from __future__ import annotations
 
 from prunerun.pruning.units import unit_layers
-from prunerun.scorers import Scores, ScoringContext, register_scorer
+from prunerun.scorers.units import Scores, ScoringContext, register_scorer
 
 
 @register_scorer("weight")

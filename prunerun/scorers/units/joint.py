@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from prunerun.pruning.units import alive_units
-from prunerun.scorers import Scores, ScoringContext, register_scorer
-from prunerun.scorers.activation import activation_mean, taylor
-from prunerun.scorers.selection import normalize
+from prunerun.scorers.units import Scores, ScoringContext, register_scorer
+from prunerun.scorers.units.activation import activation_mean, taylor
+from prunerun.scorers.units.selection import normalize
 
 
 @register_scorer("joint", needs_data=True)

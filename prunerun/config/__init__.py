@@ -1,4 +1,6 @@
-"""Dataclass schemas for every config section, registered in Hydra's ConfigStore.
+"""Dataclass schemas for every config section (plain dataclasses: no Hydra import here).
+
+:mod:`prunerun.config.hydra` stores them in Hydra's ConfigStore and holds the sweep callback.
 
 OmegaConf checks types when a config is composed (``prune.fraction=abc`` fails there);
 ``__post_init__`` checks ranges and choices when :func:`to_config` turns the composed
@@ -6,17 +8,10 @@ config into these objects, which the runner does before any work starts.
 """
 from __future__ import annotations
 
-import copy
-import json
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from hydra.core.config_store import ConfigStore
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.experimental.callback import Callback
-from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from prunerun.errors import UserError
 
@@ -320,16 +315,6 @@ class Config:
         )
 
 
-def register_configs() -> None:
-    """Store the schemas; each group file names its schema first in its defaults list."""
-    cs = ConfigStore.instance()
-    cs.store(name="base_config", node=Config)
-    cs.store(group="schema/dataset", name="base", node=DatasetConfig)
-    cs.store(group="schema/model", name="base", node=ModelConfig)
-    cs.store(group="schema/scorer", name="base", node=ScorerConfig)
-    cs.store(group="schema/schedule", name="base", node=ScheduleConfig)
-
-
 def to_config(cfg: DictConfig | Any) -> Config:
     """Composed config → validated :class:`Config` (raises :class:`UserError` on a bad value)."""
     if isinstance(cfg, Config):
@@ -343,43 +328,3 @@ def to_config(cfg: DictConfig | Any) -> Config:
         if isinstance(cause, UserError):
             raise cause from None
         raise UserError(f"invalid config: {err}".splitlines()[0]) from None
-
-
-class ValidateSweep(Callback):
-    """Before a multirun launches, validate every swept value of a plain key (``prune.fraction=
-    0.1,1.5``), so a bad value fails at once instead of after the jobs before it have trained.
-    Swept group choices (``scorer=a,b``) are checked by Hydra as each job composes. After the
-    multirun, list the jobs that failed (the others ran to the end) and exit non-zero."""
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        base = copy.deepcopy(config)
-        with open_dict(base):
-            groups = set(base.hydra.runtime.choices)
-            base.pop("hydra")
-        for override in OverridesParser.create().parse_overrides(list(config.hydra.overrides.task)):
-            key = override.key_or_group
-            if not override.is_sweep_override() or key in groups or key.startswith("hydra."):
-                continue
-            for value in override.sweep_iterator():
-                trial = copy.deepcopy(base)
-                try:
-                    OmegaConf.update(trial, key, value, merge=True)
-                    to_config(trial)
-                except UserError as err:
-                    self._fail(str(err))
-                except Exception as err:
-                    self._fail(f"{key}={value}: {str(err).splitlines()[0]}")
-
-    @staticmethod
-    def _fail(message: str) -> None:
-        print(f"prunerun: error: {message} (no job of the sweep was started)", file=sys.stderr)
-        sys.exit(2)
-
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        """List the jobs that failed (each left failed.json in its folder); exit 1 if any did."""
-        sweep_dir = Path(config.hydra.sweep.dir)
-        failed = sorted(sweep_dir.glob("*/failed.json"), key=lambda p: str(p))
-        if failed:
-            lines = [f"  {p.parent}: {json.loads(p.read_text())['error']}" for p in failed]
-            print(f"prunerun: {len(failed)} job(s) of the sweep failed:\n" + "\n".join(lines), file=sys.stderr)
-            sys.exit(1)

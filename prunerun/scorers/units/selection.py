@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from prunerun.measure.flops import unit_flops
+from prunerun.pruning.flops import unit_flops
 
 Scores = dict[str, torch.Tensor]
 

@@ -19,9 +19,10 @@ import math
 import torch
 from torch import nn
 
+from prunerun.pruning.layers import CONVS
+from prunerun.pruning.modes import eval_mode, forward_hooks
 from prunerun.pruning.units import NORMS, channel_masks, unit_layers
 
-CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 COUNTED = (*CONVS, nn.Linear)
 Mask = torch.Tensor | None
 
@@ -41,20 +42,10 @@ def output_sizes(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, tu
         else:
             sizes[name] = tuple(output.shape[2:])
 
-    handles = [
-        module.register_forward_hook(lambda m, i, o, name=name: record(name, m, o))
-        for name, module in model.named_modules() if isinstance(module, (*COUNTED, nn.RNNBase))
-    ]
+    counted = {name: module for name, module in model.named_modules() if isinstance(module, (*COUNTED, nn.RNNBase))}
     param = next(model.parameters())
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros((1, *input_shape), device=param.device, dtype=param.dtype))
-    finally:
-        model.train(was_training)
-        for handle in handles:
-            handle.remove()
+    with forward_hooks(counted, lambda name: lambda m, i, o: record(name, m, o)), eval_mode(model), torch.no_grad():
+        model(torch.zeros((1, *input_shape), device=param.device, dtype=param.dtype))
     return sizes
 
 

@@ -18,9 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from prunerun.measure.ablation import eval_mode
+from prunerun.pruning.modes import eval_mode
 from prunerun.pruning.units import UnitLayer, unit_layers
-from prunerun.scorers import Batch, Scores, ScoringContext, register_scorer
+from prunerun.scorers.units import Scores, ScoringContext, register_scorer
+from prunerun.types import Batch
 
 
 def unit_parameters(model: nn.Module, layer: UnitLayer) -> list[nn.Parameter]:

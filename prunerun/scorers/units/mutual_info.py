@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from prunerun.measure.ablation import per_example_gate_means
-from prunerun.scorers import Scores, ScoringContext, register_scorer
+from prunerun.pruning.ablation import per_example_gate_means
+from prunerun.scorers.units import Scores, ScoringContext, register_scorer
 
 
 @register_scorer("mutual_info", needs_batches=True)

@@ -12,28 +12,27 @@ The split is made on a ``torch.fx`` trace in which gates are leaves (``Gate.forw
 control flow). Tensors made before the gate that the suffix also reads (skip connections) are
 cached and repeated alongside the map; other such values (e.g. a batch size read from the
 input) turn stacking off. Stacking assumes examples are independent, which holds in eval mode.
-Mechanics only: ``prunerun.scorers.oracle`` decides what a loss change means.
+Mechanics only: ``prunerun.scorers.units.oracle`` decides what a loss change means.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
 from prunerun.pruning.gates import Gate
+from prunerun.pruning.layers import CONVS
+from prunerun.pruning.modes import eval_mode, forward_hooks
 from prunerun.pruning.units import UnitLayer, unit_layers
-
-Batch = tuple[torch.Tensor, torch.Tensor]
+from prunerun.types import Batch
 
 # Cap on the elements of one stacked tensor per device type, so that large maps stack fewer units
 # per pass. On a GPU stacking fills the device (2**26 floats are 256 MB); on a CPU it pays only while
 # the copies stay cache-sized: larger stacks made the benchmark's wide conv net slower per unit, not faster.
 STACK_ELEMENTS = {"cpu": 2**19, "cuda": 2**26}
-_CONVS = {nn.Conv1d: F.conv1d, nn.Conv2d: F.conv2d, nn.Conv3d: F.conv3d}
+_CONV_FUNCTIONS = dict(zip(CONVS, (F.conv1d, F.conv2d, F.conv3d)))  # the functional form of each conv type
 
 
 class _GateLeafTracer(fx.Tracer):
@@ -106,7 +105,7 @@ def _linear_consumer(traced: fx.GraphModule, gate: fx.Node) -> fx.Node | None:
     if len(users) != 1 or users[0].op != "call_module" or users[0].args != (gate,) or users[0].kwargs:
         return None
     module = traced.get_submodule(users[0].target)
-    linear_conv = type(module) in _CONVS and module.groups == 1 and module.padding_mode == "zeros"
+    linear_conv = type(module) in _CONV_FUNCTIONS and module.groups == 1 and module.padding_mode == "zeros"
     return users[0] if isinstance(module, nn.Linear) or linear_conv else None
 
 
@@ -138,18 +137,6 @@ def _suffix(traced: fx.GraphModule, cut: fx.Node, layer: UnitLayer) -> tuple[fx.
     module.graph.eliminate_dead_code()  # constants only the prefix used
     module.recompile()
     return module, extras
-
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode inside the block; every module's own training flag restored afterwards."""
-    modes = {module: module.training for module in model.modules()}
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, training in modes.items():
-            module.training = training
 
 
 @torch.no_grad()
@@ -222,7 +209,7 @@ def _consumer_change(consumer: nn.Module, z: torch.Tensor, index: torch.Tensor, 
         return torch.einsum("bc,oc->cbo", delta, weight)
     # one group per ablated unit: group j convolves Δ_j with the unit's slice of the kernel
     kernel = weight.transpose(0, 1).reshape(copies * weight.shape[0], 1, *weight.shape[2:])
-    change = _CONVS[type(consumer)](delta, kernel, None, consumer.stride, consumer.padding, consumer.dilation, copies)
+    change = _CONV_FUNCTIONS[type(consumer)](delta, kernel, None, consumer.stride, consumer.padding, consumer.dilation, copies)
     return change.view(z.shape[0], copies, weight.shape[0], *change.shape[2:]).transpose(0, 1)
 
 
@@ -234,19 +221,15 @@ def per_example_gate_means(model: nn.Module, batches: list[Batch]) -> dict[str, 
     them; every module's mode is restored afterwards.
     """
     device = next(model.parameters()).device
-    rows: dict[str, list[torch.Tensor]] = {layer.name: [] for layer in unit_layers(model)}
+    gates = {layer.name: model.get_submodule(layer.gate) for layer in unit_layers(model)}
+    rows: dict[str, list[torch.Tensor]] = {name: [] for name in gates}
 
     def hook(name: str):
         return lambda _module, _inputs, out: rows[name].append(out.reshape(out.shape[0], out.shape[1], -1).mean(-1))
 
-    handles = [model.get_submodule(layer.gate).register_forward_hook(hook(layer.name)) for layer in unit_layers(model)]
-    try:
-        with eval_mode(model):
-            for x, _ in batches:
-                model(x.to(device))
-    finally:
-        for handle in handles:
-            handle.remove()
+    with forward_hooks(gates, hook), eval_mode(model):
+        for x, _ in batches:
+            model(x.to(device))
     return {name: torch.cat(parts) for name, parts in rows.items()}
 
 

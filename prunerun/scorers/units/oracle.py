@@ -1,6 +1,6 @@
 """Measured criteria: the loss change when a unit is removed (oracle) or mean-replaced (MRP).
 
-One evaluation per unit, made cheap by :mod:`prunerun.measure.ablation`: the network runs once
+One evaluation per unit, made cheap by :mod:`prunerun.pruning.ablation`: the network runs once
 per scoring batch and only the part after each unit's gate is re-evaluated per ablated unit.
 Losses are per-example cross-entropies over ``ctx.batches`` in eval mode; C is their mean.
 """
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from prunerun.measure.ablation import ablated_losses, gate_means
-from prunerun.scorers import Scores, ScoringContext, register_scorer
+from prunerun.pruning.ablation import ablated_losses, gate_means
+from prunerun.scorers.units import Scores, ScoringContext, register_scorer
 
 
 def _loss_changes(ctx: ScoringContext, replace_by_mean: bool) -> dict[str, torch.Tensor]:
