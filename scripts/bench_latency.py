@@ -16,7 +16,7 @@ import torch
 
 from prunerun.measure.latency import latency_rows
 from prunerun.models import build_model
-from prunerun.pruning import remove_selected, unit_layers
+from prunerun.pruning import remove_selection, unit_layers
 from prunerun.runner import resolve_device
 
 
@@ -41,7 +41,7 @@ def main() -> None:
         norms = weight.flatten(1).square().sum(1)
         remove[layer.name] = norms.argsort()[: round(args.fraction * len(norms))]
         fills[layer.name] = torch.rand(len(norms), device=device)  # stand-in mean activations
-    remove_selected(model, remove, fills)
+    remove_selection(model, remove, fills)
     rows = {row["variant"]: row for row in latency_rows(model, shape, args.batch, repeats=args.repeats)}
     dense, shrunk = rows["dense"], rows["shrunk"]
     speedup = dense["seconds"] / shrunk["seconds"]

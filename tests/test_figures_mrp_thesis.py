@@ -20,7 +20,7 @@ from prunerun.data import DataSplits
 from prunerun.figures import FIGURES, SkipFigure, load_figures
 from prunerun.figures.mrp_units import performance_profile, selected_once
 from prunerun.measure.penalties import PenaltyMeasurer
-from prunerun.pruning import remove_selected, unit_layers
+from prunerun.pruning import remove_selection, unit_layers
 from prunerun.results import load_tables
 from prunerun.runner import run
 
@@ -239,7 +239,7 @@ def test_selected_units_reproduce_the_penalty_and_their_squares(tiny_net):
         hook.remove()
     for (scorer, group), part in selected.groupby(["scorer", "layer"]):
         copy_ = copy.deepcopy(tiny_net)
-        remove_selected(copy_, {name: torch.tensor(sorted(units["unit"])) for name, units in part.groupby("unit_layer")})
+        remove_selection(copy_, {name: torch.tensor(sorted(units["unit"])) for name, units in part.groupby("unit_layer")})
         with torch.no_grad():
             loss = float(torch.nn.functional.cross_entropy(copy_.eval()(x), y))
         row = next(r for r in rows if (r["scorer"], r["layer"], r["mean_replacement"]) == (scorer, group, False))

@@ -38,7 +38,7 @@ def test_scorer_contract(name, tiny_net, batches):
     scorer = get_scorer(name)
     remove_units(tiny_net, unit_layers(tiny_net)[1], torch.tensor([3]))  # a removed unit is still scored
     stats = {}
-    if scorer.needs_data:
+    if scorer.needs_gate_stats:
         with gather_stats(tiny_net, per_example=scorer.per_example, moments=scorer.moments) as collectors:
             backward_only(tiny_net, batches)
         stats = finish_all(collectors)

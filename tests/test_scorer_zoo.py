@@ -86,7 +86,7 @@ def test_moments_are_off_by_default_and_change_nothing_else(tiny_net, batches):
         assert plain[name].std_z is None and plain[name].positive is None
         torch.testing.assert_close(plain[name].mean_abs_gz, with_moments[name].mean_abs_gz, rtol=0, atol=0)
         torch.testing.assert_close(plain[name].mean_z, with_moments[name].mean_z, rtol=0, atol=0)
-    assert get_scorer("apoz").moments and get_scorer("apoz").needs_data and not get_scorer("taylor").moments
+    assert get_scorer("apoz").moments and get_scorer("apoz").needs_gate_stats and not get_scorer("taylor").moments
     with pytest.raises(RuntimeError, match="moments"):
         score(tiny_net, "activation_std", plain)
 

@@ -13,12 +13,12 @@ from prunerun.config import PruneConfig, ScheduleConfig
 from prunerun.data import build_dataset
 from prunerun.errors import UserError
 from prunerun.models.small_cnn import SmallCNN
-from prunerun.pruning import remove_selected, unit_layers
+from prunerun.pruning import remove_selection, unit_layers
 from prunerun.runner import run
 from prunerun.runner import pruning_level
 from prunerun.schedules import fractions, get_schedule
 from prunerun.scorers.weights.selection import kept_count
-from prunerun.pruners.sparse_units import sparse_units
+from prunerun.pruners.sparse_units import select_sparse_units
 
 WEIGHTS = 200 + 3200 + 8192 + 320  # small CNN conv1, conv2, fc1, fc2
 QUICK = ["train.steps=6", "measure.every=0", "prune.num_batches=2"]
@@ -157,7 +157,7 @@ def test_sparse_units_are_the_dead_ones_and_removing_them_changes_nothing(tiny_n
         tiny_net.conv1.weight[2] = 0  # conv1 unit 2: no incoming weight
         tiny_net.fc1.weight[:, 5] = 0  # conv2 unit 5: no outgoing weight (fc1 reads 1×1 maps at 16×16)
         tiny_net.fc2.weight[:, 7] = 0  # fc1 unit 7: no outgoing weight
-    selected = sparse_units(tiny_net, 0.0)
+    selected = select_sparse_units(tiny_net, 0.0)
     assert {k: v.tolist() for k, v in selected.items()} == {"conv1": [2], "conv2": [5], "fc1": [7]}
     x = torch.cat([x for x, _ in batches])
     tiny_net.eval()
@@ -167,7 +167,7 @@ def test_sparse_units_are_the_dead_ones_and_removing_them_changes_nothing(tiny_n
         fills = {layer.name: torch.zeros(pruned.get_submodule(layer.gate).keep.numel(), dtype=torch.float64)
                  for layer in unit_layers(pruned)}
         fills["conv1"][2] = torch.relu(tiny_net.conv1.bias[2])
-    remove_selected(pruned, selected, fills)
+    remove_selection(pruned, selected, fills)
     torch.testing.assert_close(pruned(x), before, rtol=1e-12, atol=1e-12)
 
 

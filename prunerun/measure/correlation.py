@@ -29,7 +29,7 @@ def score_all(model: nn.Module, scorers: list[Scorer], batches: list[Batch], opt
               seed: int) -> dict[str, Scores]:
     """Every scorer's saliencies on ``batches``, from one pass of gate statistics on a copy."""
     model = copy.deepcopy(model).eval()
-    stats = statistics(model, scorers, batches) if any(scorer.needs_data for scorer in scorers) else {}
+    stats = statistics(model, scorers, batches) if any(scorer.needs_gate_stats for scorer in scorers) else {}
     return {
         scorer.name: {k: v.detach().float().cpu()
                       for k, v in score(scorer, model, stats, torch.Generator().manual_seed(seed), batches, options).items()}

@@ -24,12 +24,12 @@ from torch.utils.data import Dataset
 
 from prunerun.config import MeasureConfig, TrainConfig
 from prunerun.errors import UserError
-from prunerun.pruners.units import fills, remove, score, statistics
-from prunerun.pruning import alive_units, gate_state, restore_gates, unit_layers
-from prunerun.pruning.modes import set_eval_mode
+from prunerun.pruners.units import fills, score, statistics
+from prunerun.pruning import alive_units, gate_state, remove_selection, restore_gates, unit_layers
+from prunerun.pruning.modes import forward_hooks, set_eval_mode
 from prunerun.pruning.units import gate_of
 from prunerun.scorers.units import Scorer, get_scorer
-from prunerun.scorers.units.selection import units_to_remove
+from prunerun.scorers.units.selection import select_units
 from prunerun.seeds import generator
 from prunerun.train import endless_batches, evaluate, iterate_batches, make_optimizer, train_step
 
@@ -82,15 +82,16 @@ class PenaltyMeasurer:
         stats = statistics(model, self.scorers, batches)
         dense_gates, alive = gate_state(model), alive_units(model)
         stream = generator(self.seed, "measure", step)  # one stream for all scorers, drawn in their order
-        squares = self._squares(model, batches, fills(stats)) if self.record_selected else {}
+        means = fills(stats)
+        squares = self._squares(model, batches, means) if self.record_selected else {}
         rows = []
         for scorer in self.scorers:
             scores = score(scorer, model, stats, stream, batches)
             for fraction in self.cfg.fractions:
                 for target, names in self.layer_groups.items():
-                    selection = units_to_remove({n: scores[n] for n in names}, alive, fraction, "per_layer")
+                    selection = select_units({n: scores[n] for n in names}, alive, fraction, "per_layer")
                     for mean_replacement in (False, True):
-                        remove(model, selection, stats if mean_replacement else None)
+                        remove_selection(model, selection, means if mean_replacement else None)
                         row = dict(step=step, level="unit", scorer=scorer.name, fraction=fraction, layer=target,
                                    mean_replacement=mean_replacement, loss_before=loss_before)
                         loss_after = self._loss(model)
@@ -126,13 +127,9 @@ class PenaltyMeasurer:
                 sums[name] = [a + b for a, b in zip(sums[name], totals)] if name in sums else list(totals)
             return add
 
-        handles = [gate_of(model, layer).register_forward_hook(hook(layer.name)) for layer in unit_layers(model)]
-        try:
+        with forward_hooks({layer.name: gate_of(model, layer) for layer in unit_layers(model)}, hook):
             for x, _ in batches:
                 model(x)
-        finally:
-            for handle in handles:
-                handle.remove()
         examples = sum(len(y) for _, y in batches)
         return {name: (act / examples, dev / examples) for name, (act, dev) in sums.items()}
 

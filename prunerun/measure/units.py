@@ -15,6 +15,7 @@ from torch import nn
 from prunerun.errors import UserError
 from prunerun.pruning import UnitLayer, unit_layers
 from prunerun.pruners.units import score
+from prunerun.pruning.modes import forward_hooks
 from prunerun.scorers.units import get_scorer
 from prunerun.scorers.units.stats import finish_all, gather_stats
 from prunerun.types import Batch
@@ -48,16 +49,17 @@ class UnitTracker:
         model = copy.deepcopy(model).eval()
         maps, grads = [], []
 
-        def keep(_module, _inputs, out):
-            out.retain_grad()
-            maps.append(out)
+        def keep(_name):
+            def hook(_module, _inputs, out):
+                out.retain_grad()
+                maps.append(out)
+            return hook
 
-        handle = model.get_submodule(self.layer.gate).register_forward_hook(keep)
-        with gather_stats(model, per_example=True) as collectors:
+        gate = {self.layer.name: model.get_submodule(self.layer.gate)}
+        with forward_hooks(gate, keep), gather_stats(model, per_example=True) as collectors:
             for x, y in self.batches:
                 F.cross_entropy(model(x), y).backward()
                 grads.append(maps[-1].grad * len(y))  # per-example gradient of the batch-mean loss
-        handle.remove()
         stats, stream = finish_all(collectors), torch.Generator()  # neither scorer draws from the stream
         mrs = score(get_scorer("mrs"), model, stats, stream, self.batches)[self.layer.name]
         mrp = score(get_scorer("mrp"), model, stats, stream, self.batches)[self.layer.name]

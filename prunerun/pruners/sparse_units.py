@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from prunerun.pruning.flops import layer_costs
-from prunerun.pruners.units import Selection, remove, statistics
-from prunerun.pruning import prunable_weights, unit_layers, units_kept
+from prunerun.pruners.units import Selection, fills, statistics
+from prunerun.pruning import prunable_weights, remove_selection, unit_layers, units_kept
 from prunerun.types import Batch
 
 
@@ -26,7 +26,7 @@ def _nonzero_fraction_out(consumer: nn.Module, units: int) -> torch.Tensor:
     return nonzero.transpose(0, 1).flatten(1).mean(1)
 
 
-def sparse_units(model: nn.Module, f_nz: float) -> Selection:
+def select_sparse_units(model: nn.Module, f_nz: float) -> Selection:
     """Units whose fraction of non-zero incoming or outgoing weights is at most ``f_nz`` (f_nz = 0
     takes the units with all-zero incoming or outgoing weights). Every layer keeps at least one unit."""
     selected = {}
@@ -54,8 +54,8 @@ def sparse_unit_rows(model: nn.Module, sizes: dict[str, tuple[int, ...]]) -> lis
 def without_sparse_units(model: nn.Module, f_values: list[float], batches: list[Batch]) -> Iterator[tuple[float, nn.Module]]:
     """For every f: a copy of ``model`` without its sparse units (mean replacement, the means from
     gradient-only passes over ``batches``), yielded as (f, copy)."""
-    stats = statistics(model, [], batches)
+    means = fills(statistics(model, [], batches))
     for f in f_values:
         pruned = copy.deepcopy(model)
-        remove(pruned, sparse_units(pruned, f), stats)
+        remove_selection(pruned, select_sparse_units(pruned, f), means)
         yield f, pruned

@@ -6,10 +6,11 @@ of them scores, selects and removes units the same way:
 
 1. :func:`statistics` — gate statistics (Molchanov eq. 8 sums, means, moments) from backward passes;
 2. :func:`score` — a scorer's per-unit saliency (low = prune first);
-3. :func:`units_to_remove` (``scorers/selection.py``) — layer-wise normalisation, optional FLOPs
+3. :func:`select_units` (``scorers/selection.py``) — layer-wise normalisation, optional FLOPs
    penalty, global or per-layer selection; ties are taken in a fixed pseudo-random order (global) or
    by unit index (per layer), and a layer never loses its last unit;
-4. :func:`remove` — gates set to zero, or to the unit's mean activation (mean replacement).
+4. :func:`prunerun.pruning.remove_selection` — gates set to zero, or with :func:`fills` to the unit's
+   mean activation (mean replacement).
 """
 from __future__ import annotations
 
@@ -24,9 +25,9 @@ from torch import nn
 from prunerun.config import PruneConfig, ScorerConfig
 from prunerun.pruning.flops import layer_costs, unit_layer_costs
 from prunerun.pruners.step import PruneStep
-from prunerun.pruning import alive_units, remove_selected, unit_layers, units_kept, units_total
+from prunerun.pruning import alive_units, remove_selection, unit_layers, units_kept, units_total
 from prunerun.scorers.units import Scorer, Scores, ScoringContext
-from prunerun.scorers.units.selection import flops_penalty, units_ranked, units_to_remove
+from prunerun.scorers.units.selection import flops_penalty, units_ranked, select_units
 from prunerun.scorers.units.stats import LayerStats, finish_all, gather_stats, stats_options
 from prunerun.train import backward_only
 from prunerun.types import Batch
@@ -54,11 +55,6 @@ def score(scorer: Scorer, model: nn.Module, stats: dict[str, LayerStats], genera
 def fills(stats: dict[str, LayerStats]) -> dict[str, torch.Tensor]:
     """Mean replacement: what each removed unit outputs, its mean activation (thesis §3.1)."""
     return {name: layer_stats.mean_z for name, layer_stats in stats.items()}
-
-
-def remove(model: nn.Module, selection: Selection, stats: dict[str, LayerStats] | None = None) -> None:
-    """Remove the selected units: zero, or with ``stats`` their mean (mean replacement)."""
-    remove_selected(model, selection, None if stats is None else fills(stats))
 
 
 def unit_rows(model: nn.Module, sizes: dict[str, tuple[int, ...]]) -> list[dict]:
@@ -92,7 +88,7 @@ class UnitPruner:
     _observed: dict | None = None
 
     def _needs_stats(self) -> bool:
-        return (self.ranking is None or self.rescore) and (self.scorer.needs_data or self.cfg.mean_replacement)
+        return (self.ranking is None or self.rescore) and (self.scorer.needs_gate_stats or self.cfg.mean_replacement)
 
     @contextmanager
     def observe(self) -> Iterator[None]:
@@ -126,10 +122,10 @@ class UnitPruner:
         scores = self._scores(penalty)
         alive = alive_units(self.model)
         if self.rescore:
-            selection = units_to_remove(scores, alive, fraction, self.cfg.selection, self.cfg.normalization, penalty)
+            selection = select_units(scores, alive, fraction, self.cfg.selection, self.cfg.normalization, penalty)
         else:
-            selection = units_to_remove(scores, alive, fraction, self.cfg.selection)
-        remove(self.model, selection, self.stats if self.cfg.mean_replacement else None)
+            selection = select_units(scores, alive, fraction, self.cfg.selection)
+        remove_selection(self.model, selection, fills(self.stats) if self.cfg.mean_replacement else None)
         self.iteration += 1
         return PruneStep(alive, alive_units(self.model))
 

@@ -61,7 +61,7 @@ def remove_units(model: nn.Module, layer: UnitLayer, index: torch.Tensor, fill: 
     gate.set_units(keep, new_fill)
 
 
-def remove_selected(model: nn.Module, selection: dict[str, torch.Tensor],
+def remove_selection(model: nn.Module, selection: dict[str, torch.Tensor],
                     fills: dict[str, torch.Tensor] | None = None) -> None:
     """Remove ``selection[layer name]`` units of each layer; ``fills`` (per layer) enables mean replacement."""
     layers = {layer.name: layer for layer in unit_layers(model)}

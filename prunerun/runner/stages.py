@@ -13,6 +13,7 @@ from prunerun.checkpoint import capture, dense_key, restore
 from prunerun.checkpoint import load as load_state
 from prunerun.checkpoint import save as save_state
 from prunerun.figures.run_plots import plot_run
+from prunerun.files import atomic_write
 from prunerun.measure.correlation import correlate
 from prunerun.measure.latency import latency_rows
 from prunerun.provenance import write_done
@@ -130,7 +131,7 @@ def finish(job: Job, dense: dict | None) -> dict:
     """Evaluate, save the model (units: also the physically smaller one), plot; the run's summary."""
     cfg, out_dir = job.cfg, job.out_dir
     pruned = job.evaluate_all("pruned")
-    torch.save(job.model.state_dict(), out_dir / "model.pt")
+    atomic_write(out_dir / "model.pt", lambda file: torch.save(job.model.state_dict(), file), "wb")
     if job.pruner.level == "unit":  # the physically smaller network, loadable with the model builder alone
         small = save_pruned(job.model, out_dir / "pruned.pt", cfg.model.name, job.data.num_classes, job.data.input_shape)
         if cfg.measure.latency:

@@ -1,7 +1,7 @@
 """Unit scorer registry: ``scorer=NAME`` picks a criterion that ranks units (low = prune first).
 
 A scorer is a function ``ScoringContext -> {layer name: per-unit saliency}``. Scorers that
-need activations and gradients (``needs_data``) read the statistics gathered at the gates
+need activations and gradients (``needs_gate_stats``) read the statistics gathered at the gates
 (``prunerun.scorers.units.stats``) during passes that run anyway; scorers that evaluate the model
 themselves (``needs_batches``: oracle, OBD, mutual information) get the scoring batches in
 ``ctx.batches``. Scorers never modify the model (temporary changes are undone before they
@@ -39,10 +39,10 @@ class ScoringContext:
 class Scorer:
     name: str
     fn: Callable[[ScoringContext], Scores]
-    needs_data: bool = False  # activations and gradients at the gates
+    needs_gate_stats: bool = False  # activations and gradients at the gates
     per_example: bool = False  # per-example sums (MRS)
     needs_batches: bool = False  # evaluates the model on ctx.batches itself
-    moments: bool = False  # also Σz² and counts of z > 0 at the gates (std, APoZ); implies needs_data
+    moments: bool = False  # also Σz² and counts of z > 0 at the gates (std, APoZ); implies needs_gate_stats
 
     def __call__(self, context: ScoringContext) -> Scores:
         return self.fn(context)
@@ -53,12 +53,12 @@ get_scorer = SCORERS.get
 list_scorers = SCORERS.names
 
 
-def register_scorer(name: str, needs_data: bool = False, per_example: bool = False, needs_batches: bool = False,
+def register_scorer(name: str, needs_gate_stats: bool = False, per_example: bool = False, needs_batches: bool = False,
                     moments: bool = False):
     """Register ``fn(ScoringContext) -> Scores`` as scorer ``name``."""
     # Moments are gate statistics too, so a moments scorer needs data.
     return SCORERS.register(
-        name, lambda key, fn: Scorer(key, fn, needs_data or moments, per_example, needs_batches, moments))
+        name, lambda key, fn: Scorer(key, fn, needs_gate_stats or moments, per_example, needs_batches, moments))
 
 
 for _module in pkgutil.iter_modules(__path__):  # each module registers its scorers on import

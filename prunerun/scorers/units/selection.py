@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from prunerun.pruning.flops import unit_flops
+from prunerun.seeds import TIES_SEED
 
 Scores = dict[str, torch.Tensor]
 
@@ -42,7 +43,7 @@ def flops_penalty(model: nn.Module, sizes: dict[str, tuple[int, ...]], lam: floa
 
 def units_ranked(scores: Scores, alive: dict[str, torch.Tensor], normalization: str,
                  penalty: Scores | None = None) -> Scores:
-    """The normalised, penalised saliencies :func:`units_to_remove` ranks by (to keep one ranking)."""
+    """The normalised, penalised saliencies :func:`select_units` ranks by (to keep one ranking)."""
     normed = {name: normalize(s.detach().float().cpu(), alive[name].cpu(), normalization) for name, s in scores.items()}
     for name, value in (penalty or {}).items():
         if name in normed:
@@ -50,7 +51,7 @@ def units_ranked(scores: Scores, alive: dict[str, torch.Tensor], normalization: 
     return normed
 
 
-def units_to_remove(
+def select_units(
     scores: Scores,
     alive: dict[str, torch.Tensor],
     fraction: float,
@@ -78,7 +79,7 @@ def units_to_remove(
     owner = torch.cat([torch.full((int(alive[n].sum()),), i) for i, n in enumerate(names)])
     index = torch.cat([alive[name].nonzero().flatten() for name in names])
     # equal scores (every layer's minimum is 0 after minmax) fall in a fixed pseudo-random order, not layer order
-    shuffle = torch.randperm(len(flat), generator=torch.Generator().manual_seed(0))
+    shuffle = torch.randperm(len(flat), generator=torch.Generator().manual_seed(TIES_SEED))
     for k in shuffle[torch.sort(flat[shuffle], stable=True).indices].tolist():
         name = names[owner[k]]
         if left[name] > 1:
