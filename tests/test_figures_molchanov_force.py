@@ -53,7 +53,7 @@ def runs_dir(tmp_path_factory, data_root) -> Path:
     from prunerun.config import to_config
     root = tmp_path_factory.mktemp("figure_runs")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("prunerun.runner.plot_run", lambda out_dir: None)  # run.png is not read here
+        patch.setattr("prunerun.runner.stages.plot_run", lambda out_dir: None)  # run.png is not read here
         for name, (overrides, command) in RUNS.items():
             cfg = to_config(compose_config(TINY + [f"dataset.root={data_root}", *overrides]))
             run(cfg, root / name, command)
