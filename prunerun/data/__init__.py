@@ -6,6 +6,8 @@ DataLoader (ImageNet-sized data), whose batches are moved to the device one at a
 """
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -144,5 +146,5 @@ def held_out_size(cfg, pool: int) -> int:
     return round(fraction * pool) if fraction > 0 else cfg.val_size
 
 
-# the dataset modules register their builders
-from prunerun.data import birds, cifar, flowers, imagenet, mnist, nvgesture, tiny_imagenet  # noqa: E402,F401
+for _module in pkgutil.iter_modules(__path__):  # each dataset module registers its builders on import
+    importlib.import_module(f"{__name__}.{_module.name}")

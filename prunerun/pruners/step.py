@@ -2,8 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
+from torch import nn
+
+from prunerun.config import PruneConfig, ScorerConfig
+from prunerun.pruning.flops import layer_costs
+from prunerun.types import Batch
 
 Masks = dict[str, torch.Tensor]  # layer name (units) or weight name (weights) → bool keep-mask
 
@@ -24,3 +30,21 @@ class PruneStep:
 
     def changes(self) -> dict[str, tuple[int, int]]:
         return mask_changes(self.before, self.after)
+
+
+@dataclass
+class PrunerBase:
+    """What both back-ends hold: the model, its scorer and options, the pruning stream, the scoring
+    batches and the layers' output sizes (for FLOPs)."""
+
+    model: nn.Module
+    scorer: Any  # a unit Scorer or a WeightScorer
+    cfg: PruneConfig
+    options: ScorerConfig
+    generator: torch.Generator  # the pruning stream (prunerun/seeds.py)
+    score_batches: Callable[[], Batch]  # the next scoring minibatch
+    sizes: dict[str, tuple[int, ...]]
+
+    def flops(self) -> int:
+        """FLOPs per example of the model as it stands (Molchanov appendix A.1)."""
+        return sum(f for _, f in layer_costs(self.model, self.sizes).values())

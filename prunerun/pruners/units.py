@@ -17,14 +17,14 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import torch
 from torch import nn
 
-from prunerun.config import PruneConfig, ScorerConfig
+from prunerun.config import ScorerConfig
 from prunerun.pruning.flops import layer_costs, unit_layer_costs
-from prunerun.pruners.step import PruneStep
+from prunerun.pruners.step import PrunerBase, PruneStep
 from prunerun.pruning import alive_units, remove_selection, unit_layers, units_kept, units_total
 from prunerun.scorers.units import Scorer, Scores, ScoringContext
 from prunerun.scorers.units.selection import flops_penalty, units_ranked, select_units
@@ -69,17 +69,11 @@ def unit_rows(model: nn.Module, sizes: dict[str, tuple[int, ...]]) -> list[dict]
 
 
 @dataclass
-class UnitPruner:
+class UnitPruner(PrunerBase):
     """Prunes a model's units by one scorer: statistics from the fine-tuning updates it observes, or
     from ``prune.score_batches`` gradient-only passes when it observed none."""
 
-    model: nn.Module
     scorer: Scorer
-    cfg: PruneConfig
-    options: ScorerConfig
-    generator: torch.Generator  # the pruning stream (prunerun/seeds.py)
-    score_batches: Callable[[], Batch]  # the next scoring minibatch
-    sizes: dict[str, tuple[int, ...]]
     rescore: bool = True  # false: rank once, at the first step, and keep that order (Molchanov fig. 3)
     level: str = "unit"
     iteration: int = 0
@@ -138,9 +132,6 @@ class UnitPruner:
 
     def total(self) -> dict[str, int]:
         return units_total(self.model)
-
-    def flops(self) -> int:
-        return sum(f for _, f in layer_costs(self.model, self.sizes).values())
 
     def layers(self) -> list[str]:
         return [layer.name for layer in unit_layers(self.model)]

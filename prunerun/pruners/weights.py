@@ -17,10 +17,9 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from prunerun.config import PruneConfig, ScorerConfig
 from prunerun.data import split_labels
 from prunerun.pruning.flops import layer_costs
-from prunerun.pruners.step import Masks, PruneStep
+from prunerun.pruners.step import Masks, PrunerBase, PruneStep
 from prunerun.pruning import WeightMasks, prunable_weights
 from prunerun.scorers.weights import WeightContext, WeightScorer
 from prunerun.scorers.weights.gradients import mean_gradient
@@ -68,17 +67,11 @@ def _sync(device: torch.device) -> None:
 
 
 @dataclass
-class WeightPruner:
+class WeightPruner(PrunerBase):
     """Masks of one run and the scorer that sets them."""
 
-    model: nn.Module
     scorer: WeightScorer
-    cfg: PruneConfig
-    options: ScorerConfig
-    generator: torch.Generator  # the pruning stream (prunerun/seeds.py)
-    score_batches: Callable[[], Batch]  # the next scoring minibatch
-    balanced_sample: Callable[[int], list[Batch]]  # count → class-balanced batches (GRASP)
-    sizes: dict[str, tuple[int, ...]]
+    balanced_sample: Callable[[int], list[Batch]] = lambda count: []  # count → class-balanced batches (GRASP)
     reference_batches: Callable[[], list[Batch]] | None = None  # fixed batches of the FORCE saliency ratio
     level: str = "weight"
     iteration: int = 0
@@ -170,9 +163,6 @@ class WeightPruner:
 
     def total(self) -> dict[str, int]:
         return {module_name(n): t for n, t in self.totals.items()}
-
-    def flops(self) -> int:
-        return sum(f for _, f in layer_costs(self.model, self.sizes).values())
 
     def timing_row(self) -> dict:
         return dict(phase="mask", seconds=self.mask_seconds, num_batches=self.cfg.num_batches, steps=self.iteration,

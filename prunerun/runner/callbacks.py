@@ -8,7 +8,6 @@ from typing import NamedTuple
 
 import torch
 
-from prunerun.config import Config
 from prunerun.measure.penalties import SELECTED_COLUMNS, PenaltyMeasurer
 from prunerun.measure.units import UNITS_COLUMNS, UnitTracker
 from prunerun.measure.weight_penalties import WeightPenaltyMeasurer

@@ -182,7 +182,7 @@ def build_pruner(cfg: Config, level: str, model: nn.Module, data: DataSplits, sc
         return [batch_at(train, torch.randperm(len(train), generator=fixed)[:size]) for _ in range(cfg.prune.num_batches)]
 
     return WeightPruner(model, WEIGHT_SCORERS.get(cfg.scorer.name), cfg.prune, cfg.scorer, stream,
-                        lambda: next(score_batches), balanced, sizes, reference)
+                        lambda: next(score_batches), sizes, balanced, reference)
 
 
 def build_job(cfg: Config, out_dir: Path, overrides: str, device: torch.device, level: str) -> Job:
