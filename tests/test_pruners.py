@@ -55,7 +55,7 @@ def test_unit_pruner_uses_what_it_observed_during_training(tiny_net, batches):
 def test_weight_pruner_keeps_the_largest_weights_globally(tiny_net, batches):
     stream = iter(batches * 10)
     pruner = WeightPruner(tiny_net, get_weight_scorer("magnitude"), PruneConfig(fraction=0.9), ScorerConfig(name="magnitude"),
-                          torch.Generator(), lambda: next(stream), output_sizes(tiny_net, SIZES_INPUT))
+                          torch.Generator(), lambda: next(stream), output_sizes(tiny_net, SIZES_INPUT), lambda count: [])
     weights = {name: p.detach().abs().flatten() for name, p in pruner.masks.params.items()}
     every = torch.cat(list(weights.values()))
     k = round(0.1 * every.numel())

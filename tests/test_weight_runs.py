@@ -2,6 +2,8 @@
 and scheduled during training, with their records."""
 from __future__ import annotations
 
+import logging
+
 import copy
 
 import pandas as pd
@@ -122,6 +124,22 @@ def test_scheduled_unit_pruning_with_a_unit_scorer(tiny_config, tmp_path):
     rows = totals(tmp_path)
     assert list(rows.loc[rows["phase"] == "scheduled", "units_kept"]) == [42, 28]
     assert sum(summary["kept"].values()) == 28
+
+
+def test_scheduled_unit_pruning_rescores_every_step_and_counts_late_steps(tiny_config, tmp_path, caplog):
+    """Ranking once is a choice of pruning after training: a scheduled run rescores whatever
+    schedule.rescore says; a step after the last update never prunes, is reported, and still counts
+    in the trained row's iteration."""
+    base = ("train.steps=12", "measure.every=0", "schedule=scheduled", "scorer=taylor", "schedule.at_unit=step",
+            "schedule.at=[5,10,20]", "schedule.fractions=[0.25,0.5,0.6]")
+    with caplog.at_level(logging.WARNING, logger="prunerun"):
+        run(tiny_config(*base), tmp_path / "rescore")
+    assert "never prune" in caplog.text
+    run(tiny_config(*base, "schedule.rescore=false"), tmp_path / "once")
+    rows = {name: pd.read_csv(tmp_path / name / "pruning.csv").drop(columns="overrides") for name in ("rescore", "once")}
+    pd.testing.assert_frame_equal(rows["rescore"], rows["once"])
+    trained = rows["rescore"][(rows["rescore"]["layer"] == "total") & (rows["rescore"]["phase"] == "trained")]
+    assert list(trained["iteration"]) == [4] and list(trained["units_kept"]) == [28]
 
 
 def test_weight_penalties_match_zeroing_by_hand(tiny_config, tmp_path):

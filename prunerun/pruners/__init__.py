@@ -7,7 +7,9 @@ A pruner is what a run prunes with, whatever the schedule:
 - ``prune_to(fraction, at_init=False)`` — score, select and apply until ``fraction`` of all units
   (weights) are gone; returns a :class:`PruneStep` (keep-masks before and after), which ``rows`` may report;
 - ``rows(last_step=None)`` — pruning.csv rows per layer plus a ``total`` row;
-- ``kept()`` / ``total()`` — units (weights) kept and in all, per layer; ``flops()`` of the model;
+- ``kept()`` / ``total()`` — units (weights) kept and in all, per layer;
+- ``attach(optimizer)`` — what training must respect (weights: pruned entries stay zero);
+- ``start_at_init(steps)`` — before the events at initialisation (weights: keep the dense weights);
 - ``iteration`` — pruning steps taken; ``level`` — ``"unit"`` or ``"weight"``.
 
 Selection answers the same question at both levels, "which to remove so that fraction f of all are
@@ -38,7 +40,9 @@ class Pruner(Protocol):
 
     def total(self) -> dict[str, int]: ...
 
-    def flops(self) -> int: ...
+    def attach(self, optimizer) -> None: ...
+
+    def start_at_init(self, steps: int) -> None: ...
 
 
 __all__ = ["PruneStep", "Pruner", "UnitPruner", "WeightPruner"]

@@ -8,7 +8,6 @@ import torch
 from torch import nn
 
 from prunerun.config import PruneConfig, ScorerConfig
-from prunerun.pruning.flops import layer_costs
 from prunerun.types import Batch
 
 Masks = dict[str, torch.Tensor]  # layer name (units) or weight name (weights) → bool keep-mask
@@ -45,6 +44,8 @@ class PrunerBase:
     score_batches: Callable[[], Batch]  # the next scoring minibatch
     sizes: dict[str, tuple[int, ...]]
 
-    def flops(self) -> int:
-        """FLOPs per example of the model as it stands (Molchanov appendix A.1)."""
-        return sum(f for _, f in layer_costs(self.model, self.sizes).values())
+    def attach(self, optimizer: torch.optim.Optimizer) -> None:
+        """Hook what the back-end enforces into ``optimizer`` (nothing, unless it overrides this)."""
+
+    def start_at_init(self, steps: int) -> None:
+        """Before ``steps`` events at initialisation (nothing, unless the back-end overrides this)."""

@@ -6,7 +6,7 @@ of them scores, selects and removes units the same way:
 
 1. :func:`statistics` — gate statistics (Molchanov eq. 8 sums, means, moments) from backward passes;
 2. :func:`score` — a scorer's per-unit saliency (low = prune first);
-3. :func:`select_units` (``scorers/selection.py``) — layer-wise normalisation, optional FLOPs
+3. :func:`select_units` (``scorers/units/selection.py``) — layer-wise normalisation, optional FLOPs
    penalty, global or per-layer selection; ties are taken in a fixed pseudo-random order (global) or
    by unit index (per layer), and a layer never loses its last unit;
 4. :func:`prunerun.pruning.remove_selection` — gates set to zero, or with :func:`fills` to the unit's
@@ -25,7 +25,7 @@ from torch import nn
 from prunerun.config import ScorerConfig
 from prunerun.pruning.flops import layer_costs, unit_layer_costs
 from prunerun.pruners.step import PrunerBase, PruneStep
-from prunerun.pruning import alive_units, remove_selection, unit_layers, units_kept, units_total
+from prunerun.pruning import alive_units, remove_selection, units_kept, units_total
 from prunerun.scorers.units import Scorer, Scores, ScoringContext
 from prunerun.scorers.units.selection import flops_penalty, units_ranked, select_units
 from prunerun.scorers.units.stats import LayerStats, finish_all, gather_stats, stats_options
@@ -87,16 +87,15 @@ class UnitPruner(PrunerBase):
     @contextmanager
     def observe(self) -> Iterator[None]:
         """Within the block, training updates add to the statistics the next :meth:`prune_to` uses."""
-        context = gather_stats(self.model, self.scorer.per_example, self.scorer.moments) if self._needs_stats() else nullcontext()
+        context = gather_stats(self.model, **stats_options([self.scorer])) if self._needs_stats() else nullcontext()
         with context as collectors:
             yield
-        self._observed = collectors
+        self._observed = collectors if collectors and any(c.examples for c in collectors.values()) else None
 
     def _statistics(self) -> dict[str, LayerStats]:
         observed, self._observed = self._observed, None
-        if observed is None:  # nothing observed: gradient-only passes on scoring batches
-            with gather_stats(self.model, self.scorer.per_example, self.scorer.moments) as observed:
-                backward_only(self.model, [self.score_batches() for _ in range(self.cfg.score_batches)])
+        if observed is None:  # no update observed: gradient-only passes on scoring batches
+            return statistics(self.model, [self.scorer], [self.score_batches() for _ in range(self.cfg.score_batches)])
         return finish_all(observed)
 
     def _scores(self, penalty: Scores | None) -> Scores:
@@ -133,5 +132,3 @@ class UnitPruner(PrunerBase):
     def total(self) -> dict[str, int]:
         return units_total(self.model)
 
-    def layers(self) -> list[str]:
-        return [layer.name for layer in unit_layers(self.model)]

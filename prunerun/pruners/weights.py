@@ -46,6 +46,12 @@ def balanced_batches(data: Dataset, num_classes: int, per_class: int, count: int
     return batches
 
 
+def fixed_batches(data: Dataset, size: int, count: int, generator: torch.Generator) -> list[Batch]:
+    """``count`` batches of ``size`` examples drawn without replacement within a batch (the fixed
+    batches on which FORCE's saliency ratio compares masks)."""
+    return [batch_at(data, torch.randperm(len(data), generator=generator)[:size]) for _ in range(count)]
+
+
 def force_saliency(model: nn.Module, dense: Masks, keep: Masks, batches: list[Batch], loss: str) -> float:
     """FORCE saliency of a mask (de Jorge et al. 2021, eq. 6): ``Σ_{i kept} |w_i · ∇C(w ⊙ c)_i|``
     with w the dense weights; the model's weights are restored afterwards."""
@@ -71,7 +77,7 @@ class WeightPruner(PrunerBase):
     """Masks of one run and the scorer that sets them."""
 
     scorer: WeightScorer
-    balanced_sample: Callable[[int], list[Batch]] = lambda count: []  # count → class-balanced batches (GRASP)
+    balanced_sample: Callable[[int], list[Batch]]  # count → class-balanced batches (GRASP)
     reference_batches: Callable[[], list[Batch]] | None = None  # fixed batches of the FORCE saliency ratio
     level: str = "weight"
     iteration: int = 0

@@ -83,8 +83,7 @@ def start_training(job: Job, measurers: Measurers) -> None:
     if measurers.tracker is not None:
         attach_lr_attack(job.optimizer, job.model.get_submodule(measurers.tracker.layer.producer).weight,
                          cfg.attack.unit, cfg.attack.attacks_at, cfg.attack.multiplier)
-    if job.pruner.level == "weight":
-        job.pruner.attach(job.optimizer)  # pruned weights stay zero through every update
+    job.pruner.attach(job.optimizer)  # weights: pruned entries stay zero through every update
     schedule = torch.optim.lr_scheduler.MultiStepLR(job.optimizer, list(cfg.train.lr_milestones), cfg.train.lr_gamma)
     job.callbacks = [lambda step: schedule.step()]
     if measurers.unit is not None:

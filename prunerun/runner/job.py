@@ -19,14 +19,14 @@ from prunerun.errors import UserError
 from prunerun.pruning.flops import output_sizes
 from prunerun.models import build_model
 from prunerun.pruners import Pruner, UnitPruner, WeightPruner
-from prunerun.pruners.weights import balanced_batches
+from prunerun.pruners.weights import balanced_batches, fixed_batches
 from prunerun.results import METRICS_COLUMNS, PENALTIES_COLUMNS, PRUNING_COLUMNS, CsvTable, run_identifiers
-from prunerun.schedules import PruneEvent, Schedule, get_schedule, list_schedules
+from prunerun.schedules import BEFORE_TRAINING, PruneEvent, Schedule, get_schedule, list_schedules
 from prunerun.scorers.units import SCORERS
 from prunerun.scorers.weights import WEIGHT_SCORERS
 from prunerun.seeds import generator
 from prunerun.types import Batch
-from prunerun.train import BatchStream, RunningMean, batch_at, evaluate, make_optimizer, train_step
+from prunerun.train import BatchStream, RunningMean, evaluate, make_optimizer, train_step
 
 log = logging.getLogger("prunerun")
 Callback = Callable[[int], None]  # called with the update count after every training update
@@ -110,7 +110,7 @@ class Job:
         return self.tables[name]
 
     def evaluate(self, split: str, model: nn.Module | None = None) -> tuple[float, float]:
-        return evaluate(model or self.model, self.data.split(split), self.cfg.train.eval_batch_size)
+        return evaluate(self.model if model is None else model, self.data.split(split), self.cfg.train.eval_batch_size)
 
     def evaluate_all(self, phase: str) -> dict[str, tuple[float, float]]:
         """Loss and accuracy on train/val/test, recorded in metrics.csv."""
@@ -121,9 +121,13 @@ class Job:
 
     def train(self, updates: int, lr: float, phase: str, optimizer: torch.optim.Optimizer | None = None,
               callbacks: list[Callback] = ()) -> torch.optim.Optimizer:
-        """``updates`` SGD steps, then each callback; running train and val metrics every ``train.eval_every``."""
+        """``updates`` SGD steps at ``lr`` (on ``optimizer`` when given, else a new one), then each
+        callback; running train and val metrics every ``train.eval_every``."""
         t = self.cfg.train
-        optimizer = optimizer or make_optimizer(self.model, lr, t.momentum, t.weight_decay)
+        if optimizer is None:
+            optimizer = make_optimizer(self.model, lr, t.momentum, t.weight_decay)
+        for group in optimizer.param_groups:  # a reused optimizer takes this phase's rate
+            group["lr"] = lr
         running = RunningMean()
         self.model.train()
         for _ in tqdm(range(updates), desc=phase, disable=None, leave=False):
@@ -148,7 +152,7 @@ class Job:
 
     def prune(self, event: PruneEvent, phase: str) -> int:
         """Apply ``event`` with the pruner and record the result; returns the model's FLOPs."""
-        last_step = self.pruner.prune_to(event.fraction, at_init=event.after == 0)
+        last_step = self.pruner.prune_to(event.fraction, at_init=event.after == BEFORE_TRAINING)
         return self.record(self.pruner.iteration, phase, last_step)
 
     def record(self, iteration: int, phase: str, last_step=None) -> int:
@@ -169,17 +173,17 @@ def build_pruner(cfg: Config, level: str, model: nn.Module, data: DataSplits, sc
                  sizes: dict[str, tuple[int, ...]]) -> Pruner:
     """The pruner of ``level`` for the configured scorer, drawing from the pruning stream."""
     stream = generator(cfg.seed, "pruning")
-    if level == "unit":
+    if level == "unit":  # ranking once (schedule.rescore=false) is a choice of pruning after training only
+        rescore = cfg.schedule.rescore or get_schedule(cfg.schedule.name).when != "after_training"
         return UnitPruner(model, SCORERS.get(cfg.scorer.name), cfg.prune, cfg.scorer, stream,
-                          lambda: next(score_batches), sizes, rescore=cfg.schedule.rescore)
+                          lambda: next(score_batches), sizes, rescore=rescore)
 
     def balanced(count: int) -> list[Batch]:
         return balanced_batches(data.train, data.num_classes, cfg.scorer.samples_per_class, count, stream)
 
     def reference() -> list[Batch]:
         fixed = generator(cfg.seed, "saliency_reference")
-        size, train = cfg.train.batch_size, data.train
-        return [batch_at(train, torch.randperm(len(train), generator=fixed)[:size]) for _ in range(cfg.prune.num_batches)]
+        return fixed_batches(data.train, cfg.train.batch_size, cfg.prune.num_batches, fixed)
 
     return WeightPruner(model, WEIGHT_SCORERS.get(cfg.scorer.name), cfg.prune, cfg.scorer, stream,
                         lambda: next(score_batches), sizes, balanced, reference)

@@ -4,7 +4,6 @@ it instead of recomputing."""
 from __future__ import annotations
 
 import logging
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -81,7 +80,7 @@ def prune_after_training(job: Job, events: list[PruneEvent]) -> None:
     for event in events:
         if target is not None and flops <= target:
             break
-        with job.pruner.observe() if event.finetune else nullcontext():
+        with job.pruner.observe():  # the scorer's statistics from the fine-tuning updates, if any
             if event.finetune:
                 optimizer = job.train(event.finetune, event.lr, "finetune", optimizer)
         flops = job.prune(event, "pruned")
@@ -110,7 +109,7 @@ def train_while_pruning(job: Job, events: list[PruneEvent]) -> None:
     if unit_level:
         job.record(0, "dense")
     job.train(cfg.train.steps, cfg.train.lr, "train", job.optimizer, [*job.callbacks, prune_at_updates(job, events)])
-    job.record(job.pruner.iteration + unit_level, "trained")
+    job.record(len(events) + 1 if unit_level else job.pruner.iteration, "trained")
     if not unit_level:
         job.table("timing", TIMING_COLUMNS).add([job.pruner.timing_row()])
         if cfg.schedule.f_nz:
