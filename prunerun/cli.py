@@ -32,13 +32,14 @@ FAILED = "failed.json"
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def _main(cfg: DictConfig) -> None:
-    from prunerun.runner import run  # after Hydra parsed the command line: `--help` stays fast
-
     hydra_cfg = HydraConfig.get()
     out_dir = Path(hydra_cfg.runtime.output_dir)
     try:
         (out_dir / FAILED).unlink(missing_ok=True)
-        run(to_config(cfg), out_dir, " ".join(hydra_cfg.overrides.task))
+        config = to_config(cfg)  # ranges, choices and unknown keys, before torch is imported
+        from prunerun.runner import run  # after validation: `--help` and a bad value stay fast
+
+        run(config, out_dir, " ".join(hydra_cfg.overrides.task))
     except Exception as err:
         message = str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
         print(f"prunerun: error: {message}", file=sys.stderr)

@@ -28,9 +28,11 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         return sorted(self._entries)
 
-    def get(self, name: str) -> T:
+    def get(self, name: str, key: str | None = None) -> T:
+        """The entry ``name``; ``key`` is the config entry that named it, for the error message."""
         if name not in self._entries:
-            raise UserError(f"unknown {self.kind} {name!r}; choose one of: {', '.join(self.names())}")
+            where = f"{key} has " if key else ""
+            raise UserError(f"{where}unknown {self.kind} {name!r}; choose one of: {', '.join(self.names())}")
         return self._entries[name]
 
     def __contains__(self, name: str) -> bool:

@@ -57,6 +57,11 @@ def test_every_option_composes_and_validates(group, option):
     ("scorer.temperature=0", "scorer.temperature=0"),
     ("train.momentum=1.0", "train.momentum"),
     ("device=tpu", "device='tpu'"),
+    ("seed=-1", r"seed=-1 must be in \[0, 2\*\*32\)"),
+    ("seed=1099511627776", r"seed=1099511627776 must be in \[0, 2\*\*32\)"),
+    ("+prune.fractoin=0.3", r"^prune.fractoin is not an option; did you mean prune.fraction\?$"),
+    ("+measure.scorer=[taylor]", r"^measure.scorer is not an option; did you mean measure.scorers\?$"),
+    ("+lerning_rate=0.1", r"^lerning_rate is not an option; the options are dataset, model, scorer"),
 ])
 def test_out_of_range_values_are_refused(override, message):
     with pytest.raises(UserError, match=message):
@@ -87,3 +92,14 @@ def test_the_schemas_import_no_hydra():
             "import prunerun.config.hydra; assert 'hydra' in sys.modules")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_bad_value_fails_on_the_command_line_before_torch_is_imported(tmp_path):
+    """Validation runs before the runner (and torch) is imported: one line, exit 2."""
+    code = ("import sys; sys.argv = ['prunerun', 'prune.fraction=2', 'hydra.run.dir=" + str(tmp_path / "run") + "']\n"
+            "from prunerun.cli import main\n"
+            "try:\n    main()\nexcept SystemExit as exit:\n    print('exit', exit.code, 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.stdout.strip() == "exit 2 False", done.stdout + done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "prunerun: error: prune.fraction=2.0 is outside [0, 1): give the fraction of units to remove, e.g. prune.fraction=0.3"]

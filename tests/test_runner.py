@@ -202,3 +202,15 @@ def test_flops_regularisation_prunes_the_costliest_maps_first(tiny_config, tmp_p
     λ = 100 the penalty outweighs l2-normalised saliencies (≤ 1), so all 6 removals hit conv1."""
     summary = run(tiny_config("prune.flops_lambda=100", "measure.every=0"), tmp_path)
     assert summary["kept"] == {"conv1": 2, "conv2": 16, "fc1": 32}
+
+
+@pytest.mark.parametrize("override,key", [
+    ("measure.scorers=[taylor,nope]", "measure.scorers"),
+    ("measure.weight_scorers=[nope]", "measure.weight_scorers"),
+    ("correlate.enabled=true correlate.scorers=[nope]", "correlate.scorers"),
+    ("correlate.enabled=true correlate.reference=nope", "correlate.reference"),
+])
+def test_an_unknown_scorer_in_a_list_names_its_key_before_anything_is_written(tiny_config, tmp_path, override, key):
+    with pytest.raises(UserError, match=rf"^{key} has unknown (weight )?scorer 'nope'; choose one of: "):
+        run(tiny_config(*override.split()), tmp_path / "run")
+    assert not (tmp_path / "run").exists()

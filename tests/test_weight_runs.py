@@ -2,7 +2,6 @@
 and scheduled during training, with their records."""
 from __future__ import annotations
 
-import logging
 
 import copy
 
@@ -126,20 +125,26 @@ def test_scheduled_unit_pruning_with_a_unit_scorer(tiny_config, tmp_path):
     assert sum(summary["kept"].values()) == 28
 
 
-def test_scheduled_unit_pruning_rescores_every_step_and_counts_late_steps(tiny_config, tmp_path, caplog):
+def test_scheduled_unit_pruning_rescores_every_step(tiny_config, tmp_path):
     """Ranking once is a choice of pruning after training: a scheduled run rescores whatever
-    schedule.rescore says; a step after the last update never prunes, is reported, and still counts
-    in the trained row's iteration."""
+    schedule.rescore says; the trained row is the step after the last scheduled one."""
     base = ("train.steps=12", "measure.every=0", "schedule=scheduled", "scorer=taylor", "schedule.at_unit=step",
-            "schedule.at=[5,10,20]", "schedule.fractions=[0.25,0.5,0.6]")
-    with caplog.at_level(logging.WARNING, logger="prunerun"):
-        run(tiny_config(*base), tmp_path / "rescore")
-    assert "never prune" in caplog.text
+            "schedule.at=[5,10]", "schedule.fractions=[0.25,0.5]")
+    run(tiny_config(*base), tmp_path / "rescore")
     run(tiny_config(*base, "schedule.rescore=false"), tmp_path / "once")
     rows = {name: pd.read_csv(tmp_path / name / "pruning.csv").drop(columns="overrides") for name in ("rescore", "once")}
     pd.testing.assert_frame_equal(rows["rescore"], rows["once"])
     trained = rows["rescore"][(rows["rescore"]["layer"] == "total") & (rows["rescore"]["phase"] == "trained")]
-    assert list(trained["iteration"]) == [4] and list(trained["units_kept"]) == [28]
+    assert list(trained["iteration"]) == [3] and list(trained["units_kept"]) == [28]
+
+
+@pytest.mark.parametrize("level", ["taylor", "magnitude"])
+def test_a_scheduled_step_after_the_last_update_is_refused_before_anything_is_written(tiny_config, tmp_path, level):
+    cfg = tiny_config("train.steps=12", "measure.every=0", "schedule=scheduled", f"scorer={level}",
+                      "schedule.at_unit=step", "schedule.at=[5,20]", "schedule.fractions=[0.25,0.5]")
+    with pytest.raises(UserError, match=r"prunes after updates \[20\], past the last of train.steps=12"):
+        run(cfg, tmp_path / "late")
+    assert not (tmp_path / "late").exists()
 
 
 def test_weight_penalties_match_zeroing_by_hand(tiny_config, tmp_path):

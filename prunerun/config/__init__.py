@@ -8,6 +8,9 @@ config into these objects, which the runner does before any work starts.
 """
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -309,16 +312,33 @@ class Config:
     device: str = "auto"
 
     def __post_init__(self) -> None:
+        _check(0 <= self.seed < 2**32, f"seed={self.seed} must be in [0, 2**32), the range every generator of a run accepts")
         _check(
             self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
             f"device={self.device!r} is not one of auto, cpu, cuda, cuda:N",
         )
 
 
+def check_known_keys(node: Any, schema: type | None = None, prefix: str = "") -> None:
+    """Every key of a composed config names a field of its schema: ``+prune.fractoin=0.3`` (a typo
+    that ``+`` lets Hydra add) is refused, with the closest option."""
+    schema = schema or Config
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    for key in node.keys() if isinstance(node, DictConfig) else ():
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f"; did you mean {prefix}{close[0]}?" if close else f"; the options are {', '.join(fields)}"
+            raise UserError(f"{prefix}{key} is not an option{hint}")
+        kind = _SECTIONS.get(key) if schema is Config else None
+        if kind is not None:
+            check_known_keys(node[key], kind, f"{prefix}{key}.")
+
+
 def to_config(cfg: DictConfig | Any) -> Config:
     """Composed config → validated :class:`Config` (raises :class:`UserError` on a bad value)."""
     if isinstance(cfg, Config):
         return cfg
+    check_known_keys(cfg)
     try:
         return OmegaConf.to_object(cfg)
     except UserError:
@@ -328,3 +348,7 @@ def to_config(cfg: DictConfig | Any) -> Config:
         if isinstance(cause, UserError):
             raise cause from None
         raise UserError(f"invalid config: {err}".splitlines()[0]) from None
+
+
+# The sections of Config and their schemas, for the check of unknown keys.
+_SECTIONS = {name: kind for name, kind in typing.get_type_hints(Config).items() if dataclasses.is_dataclass(kind)}

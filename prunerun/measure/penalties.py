@@ -59,7 +59,7 @@ class PenaltyMeasurer:
             if target != "all" and target not in names:
                 raise UserError(f"measure.layers has {target!r}; choose among all, {', '.join(names)}")
             groups[target] = names if target == "all" else [target]
-        scorers = [get_scorer(name) for name in cfg.scorers]
+        scorers = [get_scorer(name, "measure.scorers") for name in cfg.scorers]
         return cls(cfg, train_cfg, subset, splits.train, scorers, groups, seed)
 
     def _loss(self, model: nn.Module) -> float:

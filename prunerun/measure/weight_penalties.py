@@ -36,7 +36,7 @@ class WeightPenaltyMeasurer:
     @classmethod
     def create(cls, cfg: MeasureConfig, scorer_cfg: ScorerConfig, model: nn.Module, splits, seed: int) -> "WeightPenaltyMeasurer":
         """Check scorers and layers against the registry and the model, and fix the subset."""
-        scorers = [get_weight_scorer(name) for name in cfg.weight_scorers]
+        scorers = [get_weight_scorer(name, "measure.weight_scorers") for name in cfg.weight_scorers]
         names = [name.removesuffix(".weight") for name in prunable_weights(model)]
         groups = {}
         for target in cfg.weight_layers:

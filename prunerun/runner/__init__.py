@@ -19,7 +19,7 @@ from prunerun.runner.job import Job, build_job, open_tables, pruning_level, reso
 from prunerun.runner.stages import (DENSE_CHECKPOINT, correlate_criteria, correlation_data, finish, prune_after_training,
                                     prune_before_training, train_dense, train_while_pruning)
 from prunerun.results import folder_state
-from prunerun.schedules import AFTER_TRAINING, BEFORE_TRAINING, get_schedule
+from prunerun.schedules import AFTER_TRAINING, BEFORE_TRAINING, PruneEvent, get_schedule
 
 log = logging.getLogger("prunerun")
 __all__ = ["DENSE_CHECKPOINT", "Job", "pruning_level", "resolve_device", "run", "seed_everything"]
@@ -47,6 +47,15 @@ def run(cfg: Config, out_dir: Path, overrides: str = "") -> dict:
     return finish(job, dense)
 
 
+def check_timeline(cfg: Config, events: list[PruneEvent]) -> None:
+    """Every event during training falls within it (a step after the last update would never prune)."""
+    late = [event.after for event in events if event.after not in (BEFORE_TRAINING, AFTER_TRAINING)
+            and event.after > cfg.train.steps]
+    if late:
+        raise UserError(f"schedule.at={list(cfg.schedule.at)} (at_unit={cfg.schedule.at_unit}) prunes after updates "
+                        f"{late}, past the last of train.steps={cfg.train.steps}; raise train.steps or lower schedule.at")
+
+
 def start(cfg: Config, out_dir: Path, overrides: str, digest: str) -> Job:
     """Check the config against the registries, build the job and everything it measures (a bad
     setting fails here, before anything is written), then open the run folder."""
@@ -57,6 +66,7 @@ def start(cfg: Config, out_dir: Path, overrides: str, digest: str) -> Job:
         raise UserError(f"correlate.enabled studies the dense trained net; schedule={cfg.schedule.name} prunes "
                         "before or during training: use schedule=one_shot or iterative")
     job = build_job(cfg, out_dir, overrides, device, level)
+    check_timeline(cfg, job.events())
     measurers = create_measurers(job)
     job.correlation = correlation_data(job) if cfg.correlate.enabled else None
     log.info("%s on %s (%d/%d/%d examples), device %s, pruning %ss by %s (%s)", cfg.model.name, cfg.dataset.name,

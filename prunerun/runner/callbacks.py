@@ -3,7 +3,6 @@ dense training (OpenLTH's ``train(..., callbacks)``). In order: the learning-rat
 weight pruning penalties, unit traces, pruning at scheduled updates."""
 from __future__ import annotations
 
-import logging
 from typing import NamedTuple
 
 import torch
@@ -15,7 +14,6 @@ from prunerun.runner.job import Callback, Job
 from prunerun.schedules import PruneEvent
 from prunerun.train import attach_lr_attack, make_optimizer
 
-log = logging.getLogger("prunerun")
 
 
 def every(period: int, callback: Callback) -> Callback:
@@ -47,11 +45,7 @@ def unit_traces(job: Job, tracker: UnitTracker) -> Callback:
 
 def prune_at_updates(job: Job, events: list[PruneEvent]) -> Callback:
     """Scheduled pruning: apply each event after its training update (Evci thesis Table 2.2)."""
-    pending = {event.after: event for event in events}
-    late = [event.after for event in events if event.after > job.cfg.train.steps]
-    if late:
-        log.warning("schedule.at gives updates %s after the last of train.steps=%d: they never prune",
-                    late, job.cfg.train.steps)
+    pending = {event.after: event for event in events}  # all within training (prunerun.runner.check_timeline)
 
     def prune(step: int) -> None:
         if step in pending:

@@ -52,7 +52,10 @@ def train_dense(job: Job) -> None:
 def correlation_data(job: Job) -> tuple[list, list]:
     """The criteria (reference included) and fixed batches of the correlation study, checked up front."""
     c = job.cfg.correlate
-    scorers = [get_scorer(name) for name in dict.fromkeys([*(c.scorers or list_scorers()), c.reference])]
+    scorers = [get_scorer(name, "correlate.scorers") for name in c.scorers or list_scorers()]
+    if c.reference not in c.scorers:
+        scorers.append(get_scorer(c.reference, "correlate.reference"))
+    scorers = list({scorer.name: scorer for scorer in scorers}.values())
     subset = job.data.fixed_subset(c.split, c.subset, job.cfg.seed, "correlate")
     return scorers, list(iterate_batches(subset, job.cfg.measure.batch_size))
 
