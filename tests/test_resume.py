@@ -80,3 +80,29 @@ def test_a_corrupt_checkpoint_is_one_clear_error(tiny_config, tmp_path):
     entry.write_bytes(b"not a checkpoint")
     with pytest.raises(UserError, match=r"checkpoint .* is unreadable .*delete it and run again"):
         run(tiny_config(*SMALL, f"cache.dir={cache}"), tmp_path / "second")
+
+
+def test_a_corrupt_run_checkpoint_stops_the_run_and_keeps_the_folders_rows(tiny_config, tmp_path, monkeypatch):
+    out = tmp_path / "killed"
+    cfg = tiny_config(*SMALL, "cache.enabled=false")
+
+    def killed_while_pruning(job, events):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner_module, "prune_after_training", killed_while_pruning)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, out, "same")
+    monkeypatch.undo()
+    before = csv_texts(out)
+    assert before["metrics.csv"].count("\n") > 1 and before["penalties.csv"].count("\n") > 1  # dense training's rows
+    (out / DENSE_CHECKPOINT).write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match=r"checkpoint .*dense.ckpt is unreadable"):
+        run(cfg, out, "same")
+    assert csv_texts(out) == before
+
+
+def test_a_non_finite_loss_stops_training_and_caches_nothing(tiny_config, tmp_path):
+    cache = tmp_path / "cache"
+    with pytest.raises(UserError, match=r"^the training loss is (nan|inf|-inf) at update \d+ \(train, learning rate 1e\+12\)"):
+        run(tiny_config(*SMALL, "train.lr=1e12", f"cache.dir={cache}"), tmp_path / "run")
+    assert not any(cache.glob("*.pt")) and not (tmp_path / "run" / DENSE_CHECKPOINT).exists()

@@ -17,7 +17,7 @@ from prunerun.provenance import read_done, write_run_record
 from prunerun.runner.callbacks import create_measurers, start_training
 from prunerun.runner.job import Job, build_job, open_tables, pruning_level, resolve_device, seed_everything
 from prunerun.runner.stages import (DENSE_CHECKPOINT, correlate_criteria, correlation_data, finish, prune_after_training,
-                                    prune_before_training, train_dense, train_while_pruning)
+                                    prune_before_training, saved_dense_state, train_dense, train_while_pruning)
 from prunerun.results import folder_state
 from prunerun.schedules import AFTER_TRAINING, BEFORE_TRAINING, PruneEvent, get_schedule
 
@@ -35,7 +35,7 @@ def run(cfg: Config, out_dir: Path, overrides: str = "") -> dict:
     job = start(cfg, out_dir, overrides, digest)
     events = job.events()
     if job.schedule.when == "after_training":
-        train_dense(job)
+        train_dense(job, job.saved_dense)
         dense = job.evaluate_all("dense")
         if job.correlation is not None:
             correlate_criteria(job, job.correlation)
@@ -69,6 +69,7 @@ def start(cfg: Config, out_dir: Path, overrides: str, digest: str) -> Job:
     check_timeline(cfg, job.events())
     measurers = create_measurers(job)
     job.correlation = correlation_data(job) if cfg.correlate.enabled else None
+    job.saved_dense = saved_dense_state(job) if job.schedule.when == "after_training" else None
     log.info("%s on %s (%d/%d/%d examples), device %s, pruning %ss by %s (%s)", cfg.model.name, cfg.dataset.name,
              *(len(job.data.split(s)) for s in ("train", "val", "test")), device, level, cfg.scorer.name,
              cfg.schedule.name)

@@ -96,6 +96,7 @@ class Job:
     optimizer: torch.optim.Optimizer | None = None
     callbacks: list[Callback] = field(default_factory=list)  # after every update of dense training
     correlation: tuple | None = None  # criteria and fixed batches of the correlation study
+    saved_dense: tuple | None = None  # (state, path) of a saved dense model, read before anything is written
     step: int = 0
 
     def events(self) -> list[PruneEvent]:
@@ -132,8 +133,12 @@ class Job:
         self.model.train()
         for _ in tqdm(range(updates), desc=phase, disable=None, leave=False):
             x, y = next(self.batches)
-            running.add(*train_step(self.model, optimizer, x, y), len(y))
+            loss, correct = train_step(self.model, optimizer, x, y)
             self.step += 1
+            if not torch.isfinite(loss):
+                raise UserError(f"the training loss is {float(loss)} at update {self.step} ({phase}, learning rate "
+                                f"{lr:g}); nothing is cached: lower train.lr (prune.lr when fine-tuning) or check the data")
+            running.add(loss, correct, len(y))
             if self.step % t.eval_every == 0:
                 self._log_metrics(phase, running.pop())
             for callback in callbacks:

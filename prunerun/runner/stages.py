@@ -30,18 +30,31 @@ log = logging.getLogger("prunerun")
 DENSE_CHECKPOINT = "dense.ckpt"
 
 
-def train_dense(job: Job) -> None:
-    """Dense training, or its saved state: the run folder's checkpoint (a re-launched run) or the
-    cache entry of the same dense key (another run of a sweep). A fresh state is saved to both."""
-    cfg, checkpoint = job.cfg, job.out_dir / DENSE_CHECKPOINT
-    cache = Path(cfg.cache.dir) / f"{dense_key(cfg, job.device)}.pt" if cfg.cache.enabled else None
-    tables = {name: job.tables[name] for name in ("metrics", "penalties", "units", "selected") if name in job.tables}
-    for source in (checkpoint, cache):
+def dense_sources(job: Job) -> tuple[Path, Path | None]:
+    """Where a dense state may be: the run folder's checkpoint, then the cache entry of its dense key."""
+    cfg = job.cfg
+    return job.out_dir / DENSE_CHECKPOINT, Path(cfg.cache.dir) / f"{dense_key(cfg, job.device)}.pt" if cfg.cache.enabled else None
+
+
+def saved_dense_state(job: Job) -> tuple[dict, Path] | None:
+    """The first saved dense state and where it came from; read before the run writes anything, so
+    that a corrupt file stops the run with the folder's results as they were."""
+    for source in dense_sources(job):
         state = load_state(source) if source is not None else None
         if state is not None:
-            restore(job, state, tables)
-            log.info("dense model (step %d) restored from %s", job.step, source)
-            return
+            return state, source
+    return None
+
+
+def train_dense(job: Job, saved: tuple[dict, Path] | None) -> None:
+    """Dense training, or its saved state (:func:`saved_dense_state`: a re-launched run's checkpoint,
+    or another run of a sweep in the cache). A fresh state is saved to both."""
+    cfg, (checkpoint, cache) = job.cfg, dense_sources(job)
+    tables = {name: job.tables[name] for name in ("metrics", "penalties", "units", "selected") if name in job.tables}
+    if saved is not None:
+        restore(job, saved[0], tables)
+        log.info("dense model (step %d) restored from %s", job.step, saved[1])
+        return
     job.train(cfg.train.steps, cfg.train.lr, "train", job.optimizer, job.callbacks)
     state = capture(job, tables)
     save_state(state, checkpoint)
