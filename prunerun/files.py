@@ -12,6 +12,8 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any, Callable
 
+from prunerun.errors import UserError
+
 
 def atomic_write(path: str | Path, write: Callable[[IO[Any]], None], mode: str = "w", **open_kwargs: Any) -> None:
     """Call ``write(file)`` on a temp file opened with ``mode`` beside ``path``, then rename it to ``path``."""
@@ -38,3 +40,16 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def check_writable(folder: str | Path, key: str) -> None:
+    """Create ``folder`` if needed and write a probe file there; a folder that cannot hold files is a
+    :class:`UserError` naming the config ``key``, raised before any work is done."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise UserError(f"{key}={folder} cannot hold files ({err.strerror or type(err).__name__}); "
+                        f"give {key} a writable folder") from None

@@ -106,3 +106,13 @@ def test_a_non_finite_loss_stops_training_and_caches_nothing(tiny_config, tmp_pa
     with pytest.raises(UserError, match=r"^the training loss is (nan|inf|-inf) at update \d+ \(train, learning rate 1e\+12\)"):
         run(tiny_config(*SMALL, "train.lr=1e12", f"cache.dir={cache}"), tmp_path / "run")
     assert not any(cache.glob("*.pt")) and not (tmp_path / "run" / DENSE_CHECKPOINT).exists()
+
+
+@pytest.mark.parametrize("where", ["a file", "below a file"])
+def test_a_cache_dir_that_cannot_hold_files_is_refused_before_training(tiny_config, tmp_path, where):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a folder")
+    cache = blocker if where == "a file" else blocker / "cache"
+    with pytest.raises(UserError, match=rf"^cache.dir={cache} cannot hold files \(.*\); give cache.dir a writable folder$"):
+        run(tiny_config(*SMALL, f"cache.dir={cache}"), tmp_path / "run")
+    assert not (tmp_path / "run").exists()

@@ -13,6 +13,7 @@ from pathlib import Path
 from prunerun.checkpoint import config_hash
 from prunerun.config import Config
 from prunerun.errors import UserError
+from prunerun.files import check_writable
 from prunerun.provenance import read_done, write_run_record
 from prunerun.runner.callbacks import create_measurers, start_training
 from prunerun.runner.job import Job, build_job, open_tables, pruning_level, resolve_device, seed_everything
@@ -69,6 +70,8 @@ def start(cfg: Config, out_dir: Path, overrides: str, digest: str) -> Job:
     check_timeline(cfg, job.events())
     measurers = create_measurers(job)
     job.correlation = correlation_data(job) if cfg.correlate.enabled else None
+    if job.schedule.when == "after_training" and cfg.cache.enabled:
+        check_writable(cfg.cache.dir, "cache.dir")  # before dense training, whose result it stores
     job.saved_dense = saved_dense_state(job) if job.schedule.when == "after_training" else None
     log.info("%s on %s (%d/%d/%d examples), device %s, pruning %ss by %s (%s)", cfg.model.name, cfg.dataset.name,
              *(len(job.data.split(s)) for s in ("train", "val", "test")), device, level, cfg.scorer.name,
