@@ -14,7 +14,6 @@ of them scores, selects and removes units the same way:
 """
 from __future__ import annotations
 
-import logging
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
@@ -32,7 +31,6 @@ from prunerun.scorers.units.stats import LayerStats, finish_all, gather_stats, s
 from prunerun.train import backward_only
 from prunerun.types import Batch
 
-log = logging.getLogger("prunerun")
 Selection = dict[str, torch.Tensor]  # layer name → indices of the units to remove
 
 

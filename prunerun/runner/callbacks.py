@@ -15,7 +15,6 @@ from prunerun.schedules import PruneEvent
 from prunerun.train import attach_lr_attack, make_optimizer
 
 
-
 def every(period: int, callback: Callback) -> Callback:
     """``callback`` after every ``period``-th update."""
     return lambda step: callback(step) if step % period == 0 else None

@@ -160,13 +160,19 @@ class Job:
         last_step = self.pruner.prune_to(event.fraction, at_init=event.after == BEFORE_TRAINING)
         return self.record(self.pruner.iteration, phase, last_step)
 
-    def record(self, iteration: int, phase: str, last_step=None) -> int:
-        """pruning.csv: the pruner's rows with val/test loss and accuracy; returns the model's FLOPs."""
-        (val_loss, val_acc), (test_loss, test_acc) = self.evaluate("val"), self.evaluate("test")
-        base = dict(iteration=iteration, step=self.step, phase=phase, val_loss=val_loss, val_accuracy=val_acc,
-                    test_loss=test_loss, test_accuracy=test_acc)
-        rows = [dict(base, **row) for row in self.pruner.rows(last_step)]
+    def add_pruning_rows(self, rows: list[dict], model: nn.Module | None = None, **base) -> list[dict]:
+        """pruning.csv: ``rows`` (per layer) of ``model`` (the run's by default) with its val/test loss
+        and accuracy, the update count and ``base`` on each."""
+        (val_loss, val_acc), (test_loss, test_acc) = self.evaluate("val", model), self.evaluate("test", model)
+        base = dict(base, step=self.step, val_loss=val_loss, val_accuracy=val_acc, test_loss=test_loss,
+                    test_accuracy=test_acc)
+        rows = [dict(base, **row) for row in rows]
         self.tables["pruning"].add(rows)
+        return rows
+
+    def record(self, iteration: int, phase: str, last_step=None) -> int:
+        """pruning.csv: the pruner's rows after ``iteration`` steps; returns the model's FLOPs."""
+        rows = self.add_pruning_rows(self.pruner.rows(last_step), iteration=iteration, phase=phase)
         empty = [row["layer"] for row in rows[:-1] if row.get("empty")]
         if empty:
             log.warning("layers with no weight left: %s (prune.allow_empty_layers=false keeps one in each)",

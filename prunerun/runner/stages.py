@@ -136,10 +136,7 @@ def remove_sparse_units(job: Job, f_values: list[float]) -> None:
     """pruning.csv rows (phase ``f_nz``) of the trained net without its sparse units, one per f."""
     batches = [next(job.score_batches) for _ in range(job.cfg.prune.score_batches)]
     for f, model in without_sparse_units(job.model, f_values, batches):
-        (val_loss, val_acc), (test_loss, test_acc) = job.evaluate("val", model), job.evaluate("test", model)
-        base = dict(iteration=None, step=job.step, phase="f_nz", f_nz=f, val_loss=val_loss, val_accuracy=val_acc,
-                    test_loss=test_loss, test_accuracy=test_acc)
-        job.tables["pruning"].add([dict(base, **row) for row in sparse_unit_rows(model, job.sizes)])
+        job.add_pruning_rows(sparse_unit_rows(model, job.sizes), model, iteration=None, phase="f_nz", f_nz=f)
 
 
 def finish(job: Job, dense: dict | None) -> dict:
