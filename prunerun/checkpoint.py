@@ -5,47 +5,40 @@ The state after dense training — model, the training batch stream's position, 
 generator, the step count and the CSV rows written so far — is saved twice:
 - ``dense.ckpt`` in the run folder, until the run completes, so a re-launched run resumes there;
 - ``<cache.dir>/<key>.pt``, content-addressed: the key hashes exactly what dense training depends
-  on — dataset (but its worker count), model, train, seed, device type — plus the measurement and
+  on — dataset (but its worker count), model, train, seed, device type, the CPU thread count
+  (``torch.get_num_threads()``: 1 and 2 threads train different weights) — plus the measurement and
   attack settings when they are on, since their rows are part of the state.
 A run restored either way writes the same CSV rows as one that trained (tests/test_resume.py).
 """
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import random
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from prunerun.errors import UserError
 from prunerun.files import atomic_write
+from prunerun.hashing import digest
 from prunerun.results import CsvTable
 
 log = logging.getLogger("prunerun")
 CACHE_FORMAT = 1  # bump when what a dense state holds, or how training runs, changes
 
 
-def _digest(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:20]
-
-
-def config_hash(cfg) -> str:
-    """Hash of the whole validated config: a folder's results belong to exactly one config."""
-    return _digest(dataclasses.asdict(cfg))
-
 
 def dense_key(cfg, device: torch.device) -> str:
     """Content address of the dense state (see the module docstring)."""
     dataset = {k: v for k, v in dataclasses.asdict(cfg.dataset).items() if k != "num_workers"}
     measured = cfg.measure.every > 0
-    return _digest({
+    return digest({
         "format": CACHE_FORMAT, "dataset": dataset, "model": dataclasses.asdict(cfg.model),
         "train": dataclasses.asdict(cfg.train), "seed": cfg.seed, "device": device.type,
+        # CPU kernels split reductions by thread, so the trained weights depend on the thread count
+        "threads": torch.get_num_threads() if device.type == "cpu" else None,
         "measure": dataclasses.asdict(cfg.measure) if measured else None,
         "scorer_options": {k: v for k, v in dataclasses.asdict(cfg.scorer).items() if k != "name"}
         if measured and cfg.measure.weight_scorers else None,

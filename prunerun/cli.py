@@ -1,18 +1,34 @@
-"""The ``prunerun`` console script (and ``python -m prunerun``): Hydra's entry point and nothing else."""
+"""The ``prunerun`` console script (and ``python -m prunerun``): Hydra's entry point, and the checks
+that make every mistake one line and exit 2, with nothing earlier lost or rewritten.
+
+A plain run (overrides only, no ``-m`` or other flag) is composed and validated here first, with
+Hydra's compose API and before torch is imported: an unknown name, a bad value and an output
+folder that cannot hold files or holds the finished results of another config all stop here,
+before Hydra creates the folder or writes a file. Hydra's own errors (composition, parsing, an
+unusable sweep folder) are caught and turned into one line too.
+"""
 from __future__ import annotations
 
+import difflib
+import os
 import sys
+import tempfile
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException, MissingConfigException
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
 
-from prunerun.config import to_config
-from prunerun.config.hydra import register_configs
+from prunerun.config import to_config, unknown_key
+from prunerun.config.hydra import register_configs, save_hydra_files
 from prunerun.errors import UserError
+from prunerun.hashing import config_hash
+from prunerun.results import folder_state, prepare_folder
 
 register_configs()
 
@@ -35,8 +51,9 @@ def _main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     out_dir = Path(hydra_cfg.runtime.output_dir)
     try:
-        (out_dir / FAILED).unlink(missing_ok=True)
         config = to_config(cfg)  # ranges, choices and unknown keys, before torch is imported
+        if prepare_folder(out_dir, config_hash(config)) != "complete":
+            save_hydra_files(out_dir, cfg, hydra_cfg)  # only once the folder is known to be this run's
         from prunerun.runner import run  # after validation: `--help` and a bad value stay fast
 
         run(config, out_dir, " ".join(hydra_cfg.overrides.task))
@@ -44,9 +61,9 @@ def _main(cfg: DictConfig) -> None:
         message = str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
         print(f"prunerun: error: {message}", file=sys.stderr)
         if hydra_cfg.mode != RunMode.MULTIRUN:
-            if isinstance(err, UserError):
-                sys.exit(2)
-            raise
+            if not isinstance(err, UserError):  # a defect of prunerun: the whole traceback
+                traceback.print_exc()
+            sys.exit(2 if isinstance(err, UserError) else 1)
         # in a sweep a failing job is recorded and the others go on (prunerun.config.hydra.ValidateSweep lists them)
         from prunerun.provenance import write_json
 
@@ -54,8 +71,118 @@ def _main(cfg: DictConfig) -> None:
         write_json(out_dir / FAILED, {"error": message, "traceback": traceback.format_exc()})
 
 
-def main() -> None:
-    _main()
+def check_run(overrides: list[str]) -> Path | None:
+    """Compose and validate a plain run's config, and check its output folder, without writing
+    anything; returns the folder (None when its name cannot be known before Hydra starts)."""
+    from hydra import compose, initialize_config_dir
+
+    with hydra_errors(overrides), initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3", job_name="prunerun"):
+        composed = compose("config", overrides=overrides, return_hydra_config=True)
+    with open_dict(composed):
+        hydra_node = composed.pop("hydra")
+    config = to_config(composed)
+    try:
+        out_dir = Path(str(hydra_node.run.dir))
+    except OmegaConfBaseException:  # an interpolation only a running job resolves
+        return None
+    check_output_folder(out_dir)
+    folder_state(out_dir, config_hash(config))  # the finished results of another config are refused here
+    return out_dir
+
+
+def check_output_folder(out_dir: Path) -> None:
+    """``out_dir`` can be created and hold files: its nearest existing ancestor is a folder that
+    takes a file (a probe, removed at once). Creates nothing."""
+    existing = out_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"hydra.run.dir={out_dir} lies below the file {existing}; give hydra.run.dir a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise UserError(f"hydra.run.dir={out_dir}: {existing} cannot hold files ({err.strerror or type(err).__name__}); "
+                        "give hydra.run.dir a writable folder") from None
+
+
+@contextmanager
+def hydra_errors(overrides: list[str]):
+    """Turns what Hydra raises while it reads the command line, composes the config and sets up the
+    output folder into one-line :class:`UserError`; ``overrides`` are the command line's. (A job's own
+    errors never reach here: :func:`_main` reports them.)"""
+    try:
+        yield
+    except UserError:
+        raise
+    except (HydraException, OmegaConfBaseException) as err:  # before OSError: a missing config is one too
+        raise UserError(hydra_message(err, overrides)) from None
+    except OSError as err:
+        where = err.filename or "the output folder"
+        raise UserError(f"{where} cannot be created or written ({err.strerror or type(err).__name__}); give "
+                        "hydra.run.dir (hydra.sweep.dir for -m) a writable folder") from None
+    except Exception as err:
+        raise UserError(hydra_message(err, overrides)) from None
+
+
+def hydra_message(err: Exception, overrides: list[str]) -> str:
+    """One line for a composition or parse error: which override, what is wrong, what to do."""
+    cause = err.__cause__
+    unreadable = [(o, problem) for o in overrides if (problem := override_problem(o))]
+    if unreadable:
+        override, problem = unreadable[0]
+        return f"cannot read the override {override!r}: {problem} (see https://hydra.cc/docs/advanced/override_grammar/basic)"
+    if isinstance(err, MissingConfigException) and err.missing_cfg_file and "/" in err.missing_cfg_file:
+        group, _, name = err.missing_cfg_file.rpartition("/")
+        options = sorted(err.options or [])
+        close = difflib.get_close_matches(name, options, n=1)
+        hint = f"; did you mean {group}={close[0]}?" if close else ""
+        return f"{group}={name} is not one of the {group} options{hint} ({', '.join(options)})"
+    key = getattr(cause, "full_key", None) or getattr(err, "full_key", None)
+    if key and type(cause or err).__name__ in ("ConfigKeyError", "ConfigAttributeError"):
+        message = unknown_key(str(key))
+        if message:
+            return message
+    message = _one_line(err).removeprefix("Error merging override ")
+    if not isinstance(err, (HydraException, OmegaConfBaseException)):
+        message = f"cannot compose the config from {' '.join(overrides)!r} ({type(err).__name__}: {message})"
+    if "appears more than once in the final defaults list" in message:
+        message += "; a group already chosen is changed without +, as in scorer=NAME"
+    return message + (f": {_one_line(cause)}" if cause is not None else "")
+
+
+def override_problem(override: str) -> str | None:
+    """What makes ``override`` unreadable by Hydra's grammar (or name no key), None when it reads."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides([override])[0]
+    except Exception as err:
+        return _one_line(err)
+    return None if parsed.key_or_group else "it names no key"
+
+
+def _one_line(err: BaseException) -> str:
+    """The message's lines that say something (not OmegaConf's full_key/object_type or Hydra's hints)."""
+    noise = ("full_key:", "reference_type=", "object_type=", "See https://", "Set the environment variable")
+    lines = [line.strip() for line in str(err).splitlines()]
+    return "; ".join(line for line in lines if line and not line.startswith(noise)).rstrip(".")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``prunerun [overrides…]``: a plain run is checked here first (:func:`check_run`); then Hydra
+    runs it, or the sweep, help or config printing its flags ask for."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if not any(arg.startswith("-") for arg in args):
+            check_run(args)
+        os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # Hydra raises its errors, hydra_errors words them
+        sys.argv = [sys.argv[0], *args]
+        with hydra_errors(args):
+            _main()
+    except UserError as err:
+        print(f"prunerun: error: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from prunerun.results import is_superseded
+
 
 def job_row(job: Path) -> dict:
     overrides = (job / ".hydra" / "overrides.yaml")
@@ -45,7 +47,8 @@ def job_row(job: Path) -> dict:
 
 def collect(sweep_dir: Path) -> pd.DataFrame:
     """The table of every job folder below ``sweep_dir``."""
-    jobs = sorted({p.parent for p in sweep_dir.rglob(".hydra")}, key=lambda p: (len(p.parts), str(p)))
+    jobs = sorted({p.parent for p in sweep_dir.rglob(".hydra") if not is_superseded(p)},
+                  key=lambda p: (len(p.parts), str(p)))
     return pd.DataFrame([job_row(job) for job in jobs])
 
 

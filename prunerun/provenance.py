@@ -1,5 +1,5 @@
 """What produced a run folder: ``run.json`` (config and its hash, git revision, package versions,
-machine) at the start, ``done.json`` (the summary) when the run completes."""
+machine and its CPU thread count) at the start, ``done.json`` (the summary) when the run completes."""
 from __future__ import annotations
 
 import dataclasses
@@ -54,7 +54,7 @@ def write_run_record(out_dir: Path, cfg, config_hash: str, overrides: str, devic
     write_json(out_dir / "run.json", {
         "config_hash": config_hash, "overrides": overrides, "config": dataclasses.asdict(cfg),
         "git_revision": git_revision(), "versions": versions(), "python": sys.version.split()[0],
-        "platform": platform.platform(), "device": str(device),
+        "platform": platform.platform(), "device": str(device), "threads": torch.get_num_threads(),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     })

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -71,22 +72,90 @@ RESULT_FILES = ("metrics.csv", "penalties.csv", "pruning.csv", "scores.csv", "co
                 "selected.csv")
 
 
+# Everything a run writes in its folder but Hydra's job log (which grows across attempts): what
+# tells a folder's state, and what is moved aside from an unfinished run of another config.
+RUN_FILES = (*RESULT_FILES, "run.json", "done.json", "failed.json", "dense.ckpt", "model.pt", "pruned.pt", "run.png",
+             ".hydra")
+SUPERSEDED = ".superseded"  # where set_aside moves them
+
+
 def folder_state(out_dir: Path, config_hash: str) -> str:
-    """``fresh``, ``resume`` (an unfinished run of the same config) or ``complete`` (done.json is
-    there); a folder holding results of another config, or of no known one, is refused so that a
-    run never overwrites earlier results."""
-    found = [name for name in RESULT_FILES if (out_dir / name).exists()]
+    """What ``out_dir`` holds for the config hashed ``config_hash``:
+
+    - ``fresh``: nothing of any run (or no folder yet);
+    - ``resume``: an unfinished run of the same config, continued from its checkpoint;
+    - ``complete``: the finished run of the same config (done.json), which is skipped;
+    - ``leftovers``: an unfinished run (failed, killed or never started) of another config, or
+      files of no known run: :func:`set_aside` moves them away so the folder can be reused.
+
+    The finished run of another config is refused (:class:`UserError`): a run never replaces results.
+    """
     recorded = None
     if (out_dir / "run.json").exists():
-        recorded = json.loads((out_dir / "run.json").read_text()).get("config_hash")
+        try:
+            recorded = json.loads((out_dir / "run.json").read_text()).get("config_hash")
+        except (ValueError, AttributeError):
+            recorded = "unreadable"
     if recorded == config_hash:
         return "complete" if (out_dir / "done.json").exists() else "resume"
-    if found or recorded is not None:
+    if (out_dir / "done.json").exists():
+        found = [name for name in RESULT_FILES if (out_dir / name).exists()] or ["done.json"]
         raise UserError(
-            f"{out_dir} already holds results of another config ({', '.join(found) or 'run.json'}); pick a new "
+            f"{out_dir} already holds the finished results of another config ({', '.join(found)}); pick a new "
             "folder with hydra.run.dir=... (or hydra.sweep.dir=...) or move the old one away"
         )
-    return "fresh"
+    # .hydra/ alone is no run's output: the command line writes it just before the run starts
+    return "leftovers" if [p for p in _run_files(out_dir) if p.name != ".hydra"] else "fresh"
+
+
+def _run_files(out_dir: Path) -> list[Path]:
+    """The files of :data:`RUN_FILES` in ``out_dir`` (any other file there is the user's and stays)."""
+    return [out_dir / name for name in RUN_FILES if (out_dir / name).exists()]
+
+
+def set_aside(out_dir: Path) -> Path | None:
+    """Move what an unfinished run left in ``out_dir`` (:data:`RUN_FILES`: CSVs, run.json, failed.json,
+    checkpoint, ``.hydra/``…) into ``out_dir/.superseded/<n>/``, never deleting any of it. Returns the
+    new folder, None if there was nothing to move."""
+    entries = _run_files(out_dir)
+    if not entries:
+        return None
+    parent = out_dir / SUPERSEDED
+    parent.mkdir(exist_ok=True)
+    target = parent / str(1 + max((int(p.name) for p in parent.iterdir() if p.name.isdigit()), default=0))
+    target.mkdir()
+    for path in entries:
+        path.rename(target / path.name)
+    return target
+
+
+def remove_stray_temp_files(folder: Path) -> None:
+    """Delete the temp files of atomic writes killed midway (``.NAME.XXXX.tmp``, see
+    :func:`prunerun.files.atomic_write`): half-written copies, never results."""
+    for name in RUN_FILES:
+        for path in folder.glob(f".{name}.*.tmp"):
+            path.unlink(missing_ok=True)
+
+
+def prepare_folder(out_dir: Path, config_hash: str) -> str:
+    """Make ``out_dir`` ready for the run of ``config_hash``: the state of :func:`folder_state`, with
+    ``leftovers`` set aside (then ``fresh``), stray temp files removed and, on resuming, the earlier
+    attempt's failed.json dropped."""
+    state = folder_state(out_dir, config_hash)
+    if out_dir.is_dir():
+        remove_stray_temp_files(out_dir)
+    if state == "leftovers":
+        moved = set_aside(out_dir)
+        logging.getLogger("prunerun").info("%s held an unfinished run of another config: moved to %s", out_dir, moved)
+        state = "fresh"
+    if state == "resume":
+        (out_dir / "failed.json").unlink(missing_ok=True)
+    return state
+
+
+def is_superseded(path: Path) -> bool:
+    """Whether ``path`` lies in a folder :func:`set_aside` made (readers of results skip those)."""
+    return SUPERSEDED in Path(path).parts
 
 
 METRICS_COLUMNS = ["phase", "step", "split", "loss", "accuracy"]
@@ -117,7 +186,7 @@ def find_runs(paths: list[Path]) -> list[Path]:
         if (path / "metrics.csv").exists():
             runs.add(path)
         runs.update(found.parent for found in path.rglob("metrics.csv"))
-    return sorted(runs)
+    return sorted(run for run in runs if not is_superseded(run))
 
 
 def load_tables(paths: list[Path]) -> dict[str, pd.DataFrame]:

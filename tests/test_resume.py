@@ -69,7 +69,7 @@ def test_a_complete_run_is_skipped_and_another_config_refused(tiny_config, tmp_p
     again = run(tiny_config(*SMALL), out)
     assert again["pruned"]["test"] == list(first["pruned"]["test"]) and again["kept"] == first["kept"]
     assert stamps == {name: (out / name).stat().st_mtime_ns for name in CSVS}
-    with pytest.raises(UserError, match="already holds results of another config"):
+    with pytest.raises(UserError, match="already holds the finished results of another config"):
         run(tiny_config(*SMALL, "seed=1"), out)
 
 

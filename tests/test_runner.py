@@ -127,10 +127,14 @@ def test_runner_options(tiny_config, tmp_path, overrides, check):
 
 
 def test_a_run_never_overwrites_earlier_results(tiny_config, tmp_path):
+    """Finished results of another config are refused; an unfinished run's files are moved aside."""
     (tmp_path / "metrics.csv").write_text("earlier\n")
-    with pytest.raises(UserError, match="already holds results"):
-        run(tiny_config(), tmp_path)
-    assert (tmp_path / "metrics.csv").read_text() == "earlier\n"
+    (tmp_path / "notes.txt").write_text("mine\n")
+    run(tiny_config(), tmp_path)
+    assert (tmp_path / ".superseded" / "1" / "metrics.csv").read_text() == "earlier\n"
+    assert (tmp_path / "notes.txt").read_text() == "mine\n"  # not a file of a run: left where it is
+    with pytest.raises(UserError, match="already holds the finished results of another config"):
+        run(tiny_config("seed=1"), tmp_path)
 
 
 def test_penalties_match_an_independent_computation(tiny_net):

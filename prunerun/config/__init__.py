@@ -323,15 +323,33 @@ def check_known_keys(node: Any, schema: type | None = None, prefix: str = "") ->
     """Every key of a composed config names a field of its schema: ``+prune.fractoin=0.3`` (a typo
     that ``+`` lets Hydra add) is refused, with the closest option."""
     schema = schema or Config
-    fields = {f.name: f for f in dataclasses.fields(schema)}
+    fields = [f.name for f in dataclasses.fields(schema)]
     for key in node.keys() if isinstance(node, DictConfig) else ():
         if key not in fields:
-            close = difflib.get_close_matches(str(key), list(fields), n=1)
-            hint = f"; did you mean {prefix}{close[0]}?" if close else f"; the options are {', '.join(fields)}"
-            raise UserError(f"{prefix}{key} is not an option{hint}")
+            raise UserError(_unknown(prefix, str(key), fields))
         kind = _SECTIONS.get(key) if schema is Config else None
-        if kind is not None:
+        if kind is not None and not OmegaConf.is_missing(node, key):
             check_known_keys(node[key], kind, f"{prefix}{key}.")
+
+
+def unknown_key(dotted: str) -> str | None:
+    """The message for a key like ``prune.fractoin`` that names no option, None for a known one."""
+    schema, prefix = Config, ""
+    for part in dotted.split("."):
+        fields = [f.name for f in dataclasses.fields(schema)]
+        if part not in fields:
+            return _unknown(prefix, part, fields)
+        schema = _SECTIONS.get(part) if schema is Config else None
+        if schema is None:
+            return None
+        prefix = f"{prefix}{part}."
+    return None
+
+
+def _unknown(prefix: str, key: str, fields: list[str]) -> str:
+    close = difflib.get_close_matches(key, fields, n=1)
+    hint = f"; did you mean {prefix}{close[0]}?" if close else f"; the options are {', '.join(fields)}"
+    return f"{prefix}{key} is not an option{hint}"
 
 
 def to_config(cfg: DictConfig | Any) -> Config:
@@ -347,6 +365,9 @@ def to_config(cfg: DictConfig | Any) -> Config:
         cause = err.__cause__ or err.__context__
         if isinstance(cause, UserError):
             raise cause from None
+        if type(err).__name__ == "MissingMandatoryValue":
+            key = getattr(err, "full_key", "") or "a value"
+            raise UserError(f"{key} is not set; give it on the command line ({key}=...)") from None
         raise UserError(f"invalid config: {err}".splitlines()[0]) from None
 
 

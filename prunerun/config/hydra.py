@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from prunerun.config import Config, DatasetConfig, ModelConfig, ScheduleConfig, ScorerConfig, to_config
 from prunerun.errors import UserError
+from prunerun.files import atomic_write
 
 
 def register_configs() -> None:
@@ -30,11 +32,30 @@ def register_configs() -> None:
     cs.store(group="schema/schedule", name="base", node=ScheduleConfig)
 
 
+HYDRA_FILES = ".hydra"  # conf/config.yaml sets hydra.output_subdir: null, so Hydra itself writes none
+
+
+def save_hydra_files(out_dir: Path, cfg: DictConfig, hydra_cfg: DictConfig) -> None:
+    """The job's ``.hydra/`` (config.yaml, hydra.yaml, overrides.yaml), as Hydra writes them, but only
+    once the folder is known to be this run's: Hydra's own copy would be written before that check
+    and overwrite the provenance of a folder that is then refused."""
+    folder = out_dir / HYDRA_FILES
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {
+        "config.yaml": cfg,
+        "hydra.yaml": OmegaConf.create({"hydra": OmegaConf.to_container(hydra_cfg, resolve=False)}),
+        "overrides.yaml": OmegaConf.create(list(hydra_cfg.overrides.task)),
+    }
+    for name, node in files.items():
+        text = OmegaConf.to_yaml(node)
+        atomic_write(folder / name, lambda file: file.write(text))
+
+
 class ValidateSweep(Callback):
     """Before a multirun launches, validate every swept value of a plain key (``prune.fraction=
-    0.1,1.5``), so a bad value fails at once instead of after the jobs before it have trained.
-    Swept group choices (``scorer=a,b``) are checked by Hydra as each job composes. After the
-    multirun, list the jobs that failed (the others ran to the end) and exit non-zero."""
+    0.1,1.5``) and every swept group choice (``scorer=taylor,nope``), so a bad value fails at once
+    instead of after the jobs before it have trained. After the multirun, list the jobs that failed
+    (the others ran to the end) and exit non-zero."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         base = copy.deepcopy(config)
@@ -43,7 +64,10 @@ class ValidateSweep(Callback):
             base.pop("hydra")
         for override in OverridesParser.create().parse_overrides(list(config.hydra.overrides.task)):
             key = override.key_or_group
-            if not override.is_sweep_override() or key in groups or key.startswith("hydra."):
+            if not override.is_sweep_override() or key.startswith("hydra."):
+                continue
+            if key in groups:
+                self._check_choices(key, [str(value) for value in override.sweep_iterator()])
                 continue
             for value in override.sweep_iterator():
                 trial = copy.deepcopy(base)
@@ -54,6 +78,12 @@ class ValidateSweep(Callback):
                     self._fail(str(err))
                 except Exception as err:
                     self._fail(f"{key}={value}: {str(err).splitlines()[0]}")
+
+    def _check_choices(self, group: str, values: list[str]) -> None:
+        options = GlobalHydra.instance().config_loader().get_group_options(group)
+        unknown = [value for value in values if value not in options]
+        if unknown:
+            self._fail(f"{group}={unknown[0]} is not one of the {group} options ({', '.join(sorted(options))})")
 
     @staticmethod
     def _fail(message: str) -> None:

@@ -10,16 +10,16 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from prunerun.checkpoint import config_hash
 from prunerun.config import Config
 from prunerun.errors import UserError
 from prunerun.files import check_writable
+from prunerun.hashing import config_hash
 from prunerun.provenance import read_done, write_run_record
 from prunerun.runner.callbacks import create_measurers, start_training
 from prunerun.runner.job import Job, build_job, open_tables, pruning_level, resolve_device, seed_everything
 from prunerun.runner.stages import (DENSE_CHECKPOINT, correlate_criteria, correlation_data, finish, prune_after_training,
                                     prune_before_training, saved_dense_state, train_dense, train_while_pruning)
-from prunerun.results import folder_state
+from prunerun.results import prepare_folder
 from prunerun.schedules import AFTER_TRAINING, BEFORE_TRAINING, PruneEvent, get_schedule
 
 log = logging.getLogger("prunerun")
@@ -28,9 +28,10 @@ __all__ = ["DENSE_CHECKPOINT", "Job", "pruning_level", "resolve_device", "run", 
 
 def run(cfg: Config, out_dir: Path, overrides: str = "") -> dict:
     """Run one experiment into ``out_dir``; returns the summary it prints. A folder holding the
-    completed run of the same config is skipped; an unfinished one resumes from its checkpoint."""
+    completed run of the same config is skipped; an unfinished one resumes from its checkpoint; an
+    unfinished run of another config is moved aside (:func:`prunerun.results.prepare_folder`)."""
     digest = config_hash(cfg)
-    if folder_state(out_dir, digest) == "complete":
+    if prepare_folder(out_dir, digest) == "complete":
         log.info("%s already holds this run, complete: skipped", out_dir)
         return read_done(out_dir)
     job = start(cfg, out_dir, overrides, digest)
