@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from torchvision.datasets import ImageFolder, ImageNet
 
 from prunerun.data import DataSplits, register_dataset
-from prunerun.data.images import crop_transforms, held_out_splits, missing, refuse_download, with_transform
+from prunerun.data.images import (check_class_folders, corrupt, crop_transforms, describe, held_out_splits,
+                                  image_loader, missing, refuse_download, with_transform)
 from prunerun.errors import UserError
 
 SOURCE = "https://image-net.org/download.php"
@@ -24,20 +26,34 @@ LAYOUT = ("meta.bin with train/<wnid>/*.JPEG and val/<wnid>/*.JPEG (torchvision'
           "to unpack, or plain class folders train/<class>/ and val/<class>/")
 
 
-def has_class_folders(folder: Path) -> bool:
-    return folder.is_dir() and any(entry.is_dir() for entry in folder.iterdir())
+def class_folders(folder: Path) -> list[Path]:
+    return sorted(entry for entry in folder.iterdir() if entry.is_dir()) if folder.is_dir() else []
+
+
+def check_meta(meta: Path) -> None:
+    """A ``meta.bin`` that is there loads, as torchvision loads it; torchvision wrote it from the devkit."""
+    try:
+        if meta.is_file():
+            torch.load(meta, weights_only=True)
+    except Exception as err:
+        raise corrupt(meta, err, remedy=f"delete it and put {DEVKIT} in dataset.root: torchvision writes it "
+                                        "again from that") from None
 
 
 def open_imagenet(root: Path, split: str, transform) -> ImageFolder:
-    """``split`` (train or val) of torchvision's ImageNet, or of plain class folders."""
+    """``split`` (train or val) of torchvision's ImageNet, or of plain class folders; a class folder
+    without images stops here, and so does, when read, an image that cannot be."""
+    loader = image_loader(SOURCE)
+    # before torchvision unpacks the archives there is no folder yet, and nothing to check
+    check_class_folders("imagenet", class_folders(root / split), SOURCE)
     if (root / "meta.bin").exists() or (root / DEVKIT).exists():
         try:
-            return ImageNet(str(root), split=split, transform=transform)
-        except (RuntimeError, OSError) as err:
-            raise missing("imagenet", root, LAYOUT, SOURCE,
-                          note=f" (torchvision: {err})") from None
-    if has_class_folders(root / "train") and has_class_folders(root / "val"):
-        return ImageFolder(str(root / split), transform=transform)
+            return ImageNet(str(root), split=split, transform=transform, loader=loader)
+        except Exception as err:  # torchvision's RuntimeError or OSError, or anything torch.load met in meta.bin
+            check_meta(root / "meta.bin")
+            raise missing("imagenet", root, LAYOUT, SOURCE, note=f" (torchvision: {describe(err)})") from None
+    if class_folders(root / "train") and class_folders(root / "val"):
+        return ImageFolder(str(root / split), transform=transform, loader=loader)
     raise missing("imagenet", root, LAYOUT, SOURCE)
 
 

@@ -8,7 +8,8 @@ Each example is a clip of ``dataset.frames`` frames spread evenly over the gestu
 the R3DCNN clip length), the depth (luma) channel resized to ``dataset.image_size`` (112) square,
 scaled to [-1, 1]: a ``[1, frames, 112, 112]`` tensor. With ``dataset.augment`` training clips are
 resized to 8/7 of the side and randomly cropped (one crop per clip). Flips are never used: they
-turn "move hand left" into "move hand right". Videos are decoded with PyAV.
+turn "move hand left" into "move hand right". Videos are decoded with PyAV; one that cannot be
+stops the run with a message naming it.
 """
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from prunerun.data import DataSplits, register_dataset
-from prunerun.data.images import held_out_splits, missing, refuse_download, with_transform
+from prunerun.data.images import (DataError, check_files, held_out_splits, missing, read_file, refuse_download,
+                                  with_transform)
 from prunerun.errors import UserError
 
 LISTS = {"train": "nvgesture_train_correct_cvpr2016_v2.lst", "test": "nvgesture_test_correct_cvpr2016_v2.lst"}
@@ -70,7 +72,7 @@ def read_frames(video: Path, frames: list[int]) -> torch.Tensor:
             if index >= frames[-1]:
                 break
     if not decoded:
-        raise UserError(f"nvgesture: {video} holds no frame at {frames[0]} or later")
+        raise DataError(f"nvgesture: {video} holds no frame at {frames[0]} or later")
     last = decoded[max(decoded)]
     return torch.stack([decoded.get(i, last) for i in frames])
 
@@ -104,7 +106,7 @@ class GestureClips(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         g = self.gestures[index]
         spread = torch.linspace(g.start, max(g.start, g.end - 1), self.frames).round().long().tolist()
-        return self.transform(read_frames(g.video, spread)), g.label
+        return self.transform(read_file(lambda video: read_frames(video, spread), g.video, SOURCE)), g.label
 
 
 @register_dataset("nvgesture")
@@ -114,10 +116,9 @@ def nvgesture(cfg, seed: int) -> DataSplits:
     folder = Path(cfg.root).expanduser()
     if not all((folder / name).is_file() for name in LISTS.values()):
         raise missing("nvgesture", folder, LAYOUT, SOURCE)
-    train_list, test_list = (parse_list(folder / LISTS[split]) for split in ("train", "test"))
-    absent = [g.video for g in train_list + test_list if not g.video.is_file()]
-    if absent:
-        raise missing("nvgesture", folder, LAYOUT, SOURCE, note=f" ({len(absent)} videos missing, e.g. {absent[0]})")
+    train_list, test_list = (read_file(parse_list, folder / LISTS[split], SOURCE) for split in ("train", "test"))
+    check_files("nvgesture", [g.video for g in train_list + test_list], f"{LISTS['train']} and {LISTS['test']}",
+                SOURCE)
     if importlib.util.find_spec("av") is None:
         raise UserError("nvgesture decodes its videos with PyAV: pip install av")
     size = cfg.image_size or 112

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from prunerun.data import DataSplits, register_dataset
-from prunerun.data.images import (IMAGENET_MEAN, IMAGENET_STD, ImageList, dataset_folder, held_out_splits, missing,
-                                  native_size, refuse_download, small_image_transforms, with_transform)
-from prunerun.errors import UserError
+from prunerun.data.images import (IMAGENET_MEAN, IMAGENET_STD, DataError, ImageList, check_files, dataset_folder,
+                                  held_out_splits, missing, native_size, read_file, refuse_download,
+                                  small_image_transforms, with_transform)
 
 FOLDER = "tiny-imagenet-200"
 LAYOUT = (f"{FOLDER}/ holding wnids.txt, train/<wnid>/images/*.JPEG, val/images/*.JPEG and "
@@ -20,15 +20,33 @@ LAYOUT = (f"{FOLDER}/ holding wnids.txt, train/<wnid>/images/*.JPEG, val/images/
 SOURCE = "http://cs231n.stanford.edu/tiny-imagenet-200.zip (unzip it)"
 
 
+def read_annotations(path: Path) -> list[tuple[str, str]]:
+    """(file name, wnid) of each line of ``val_annotations.txt`` (file, wnid, box, tab-separated)."""
+    pairs = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) < 2:
+            raise ValueError(f"line {number} is not 'file<TAB>wnid<TAB>box'")
+        pairs.append((fields[0], fields[1]))
+    return pairs
+
+
 def read_tiny_imagenet(folder: Path) -> tuple[list[str], list[tuple[Path, str]], list[tuple[Path, str]]]:
-    """Class wnids (sorted), and (file, wnid) pairs of the training and the official val images."""
-    wnids = sorted(folder.joinpath("wnids.txt").read_text().split())
+    """Class wnids (sorted), and (file, wnid) pairs of the training and the official val images; a
+    class without training images, or a val image that is not there, stops here, before training."""
+    wnids = sorted(read_file(Path.read_text, folder / "wnids.txt", SOURCE).split())
     train = [(path, wnid) for wnid in wnids for path in sorted((folder / "train" / wnid / "images").glob("*.JPEG"))]
-    val = []
-    for line in folder.joinpath("val", "val_annotations.txt").read_text().splitlines():
-        if line.strip():
-            name, wnid = line.split("\t")[:2]
-            val.append((folder / "val" / "images" / name, wnid))
+    found = {wnid for _, wnid in train}
+    empty = [folder / "train" / wnid / "images" for wnid in wnids if wnid not in found]
+    if empty:
+        raise DataError(f"tiny_imagenet: images not found in {empty[0]} (expected *.JPEG, 500 per class; "
+                        f"{len(empty)} of the {len(wnids)} classes in wnids.txt have none); "
+                        f"fetch the dataset again from {SOURCE}")
+    annotations = folder / "val" / "val_annotations.txt"
+    val = [(folder / "val" / "images" / name, wnid) for name, wnid in read_file(read_annotations, annotations, SOURCE)]
+    check_files("tiny_imagenet", [path for path, _ in val], annotations, SOURCE)
     return wnids, train, val
 
 
@@ -42,15 +60,15 @@ def tiny_imagenet(cfg, seed: int) -> DataSplits:
     wnids, train_files, test_files = read_tiny_imagenet(folder)
     index = {wnid: i for i, wnid in enumerate(wnids)}
     unknown = sorted({wnid for _, wnid in test_files} - set(index))
-    if not train_files or unknown:
-        raise UserError(f"tiny_imagenet under {folder} is incomplete: "
+    if not wnids or unknown:
+        raise DataError(f"tiny_imagenet under {folder} is incomplete: "
                         + (f"val_annotations.txt names classes missing from wnids.txt ({', '.join(unknown[:3])})"
-                           if unknown else "no train/<wnid>/images/*.JPEG found"))
+                           if unknown else "wnids.txt names no class"))
     size = native_size(cfg, 64, "tiny_imagenet")
     train_tf, eval_tf = small_image_transforms(size, IMAGENET_MEAN, IMAGENET_STD, cfg.augment)
     labels = [index[wnid] for _, wnid in train_files]
     test_labels = [index[wnid] for _, wnid in test_files]
-    train = ImageList([path for path, _ in train_files], labels, train_tf)
-    test = ImageList([path for path, _ in test_files], test_labels, eval_tf)
+    train = ImageList([path for path, _ in train_files], labels, train_tf, SOURCE)
+    test = ImageList([path for path, _ in test_files], test_labels, eval_tf, SOURCE)
     return held_out_splits(cfg, seed, train, with_transform(train, eval_tf), labels, test, test_labels,
                            num_classes=len(wnids), input_shape=(3, size, size))
