@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
+import time
 from pathlib import Path
 
 import numpy as np
@@ -80,9 +81,20 @@ def restore(run, state: dict, tables: dict[str, CsvTable]) -> None:
         table.add(state["rows"].get(name, []))
 
 
+STALE_SECONDS = 3600  # a temp file this old beside a cache entry is a killed write, not one in progress
+
+
 def save(state: dict, path: Path) -> None:
-    """Write atomically (temp file + rename), so a kill never leaves half a checkpoint."""
+    """Write atomically (temp file + rename), so a kill never leaves half a checkpoint. Temp files
+    that killed writes of the same entry left (``.NAME.XXXX.tmp``) go once they are an hour old:
+    younger ones may be a concurrent run's write in progress (runs share a cache)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stray in path.parent.glob(f".{path.name}.*.tmp"):
+        try:
+            if time.time() - stray.stat().st_mtime > STALE_SECONDS:
+                stray.unlink()
+        except OSError:  # gone meanwhile
+            pass
     atomic_write(path, lambda file: torch.save(state, file), "wb")
 
 

@@ -44,6 +44,7 @@ def config_dir() -> Path:
 # An absolute path: from a console script Hydra would read a relative one as a package path.
 CONFIG_DIR = str(config_dir())
 FAILED = "failed.json"
+MULTIRUN_FLAGS = ("-m", "--multirun")
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
@@ -134,7 +135,7 @@ def hydra_message(err: Exception, overrides: list[str]) -> str:
         return f"cannot read the override {override!r}: {problem} (see https://hydra.cc/docs/advanced/override_grammar/basic)"
     if isinstance(err, MissingConfigException) and err.missing_cfg_file and "/" in err.missing_cfg_file:
         group, _, name = err.missing_cfg_file.rpartition("/")
-        options = sorted(err.options or [])
+        options = sorted(err.options or [p.stem for p in Path(CONFIG_DIR, group.lstrip("+")).glob("*.yaml")])
         close = difflib.get_close_matches(name, options, n=1)
         hint = f"; did you mean {group}={close[0]}?" if close else ""
         return f"{group}={name} is not one of the {group} options{hint} ({', '.join(options)})"
@@ -145,7 +146,7 @@ def hydra_message(err: Exception, overrides: list[str]) -> str:
             return message
     message = _one_line(err).removeprefix("Error merging override ")
     if not isinstance(err, (HydraException, OmegaConfBaseException)):
-        message = f"cannot compose the config from {' '.join(overrides)!r} ({type(err).__name__}: {message})"
+        message = f"cannot compose the config ({type(err).__name__}: {message})"
     if "appears more than once in the final defaults list" in message:
         message += "; a group already chosen is changed without +, as in scorer=NAME"
     return message + (f": {_one_line(cause)}" if cause is not None else "")
@@ -173,6 +174,8 @@ def main(argv: list[str] | None = None) -> None:
     """``prunerun [overrides…]``: a plain run is checked here first (:func:`check_run`); then Hydra
     runs it, or the sweep, help or config printing its flags ask for."""
     args = list(sys.argv[1:] if argv is None else argv)
+    # `prunerun scorer=taylor -m seed=0,1`: argparse takes flags among the overrides only before them
+    args = [a for a in args if a in MULTIRUN_FLAGS] + [a for a in args if a not in MULTIRUN_FLAGS]
     try:
         if not any(arg.startswith("-") for arg in args):
             check_run(args)

@@ -140,3 +140,25 @@ def test_run_json_and_the_cache_key_hold_the_thread_count(tiny_config, tmp_path)
     finally:
         torch.set_num_threads(threads)
     assert keys[0] != keys[1]
+
+
+def test_a_cache_write_removes_the_stale_temp_files_of_killed_writes_only(tmp_path):
+    import os
+    import time
+
+    from prunerun.checkpoint import STALE_SECONDS, save
+
+    stale, fresh = tmp_path / ".abc.pt.old111.tmp", tmp_path / ".abc.pt.new222.tmp"
+    for path in (stale, fresh):
+        path.write_bytes(b"half")
+    past = time.time() - STALE_SECONDS - 60
+    os.utime(stale, (past, past))
+    save({"format": 1}, tmp_path / "abc.pt")
+    assert not stale.exists() and fresh.exists()  # a young one may be another run's write in progress
+    assert (tmp_path / "abc.pt").is_file()
+
+
+def test_a_multirun_flag_after_overrides_is_taken(capsys, tmp_path):
+    """``prunerun scorer=taylor -m seed=0,1``: argparse would refuse the overrides after the flag."""
+    assert "scorer=nope is not one of the scorer options" in bad(
+        capsys, "seed=0", "-m", "scorer=taylor,nope", f"hydra.sweep.dir={tmp_path / 'sweep'}")

@@ -21,34 +21,52 @@ from prunerun.config import Config  # noqa: E402
 from prunerun.errors import UserError  # noqa: E402
 
 
-def _keys() -> list[str]:
-    keys = []
+def _fields() -> dict[str, object]:
+    """Every option of the schema, dotted (``prune.fraction``), with its type."""
+    found: dict[str, object] = {}
     for name, kind in typing.get_type_hints(Config).items():
         if dataclasses.is_dataclass(kind):
-            keys += [f"{name}.{field.name}" for field in dataclasses.fields(kind)]
+            found.update({f"{name}.{k}": hint for k, hint in typing.get_type_hints(kind).items()})
         else:
-            keys.append(name)
-    return keys
+            found[name] = kind
+    return found
 
 
-KEYS = _keys()
-GROUPS = {"dataset": ["mnist5k", "cifar10", "synthetic", "nope"], "model": ["small_cnn", "vgg16", "resnet50", "x"],
+FIELDS = _fields()
+GROUPS = {"dataset": ["mnist5k", "cifar10", "imagenet", "nope"], "model": ["small_cnn", "vgg16", "resnet50", "x"],
           "scorer": ["taylor", "weight", "snip", "force", "oracle_loss", "mrs", "tailor"],
           "schedule": ["one_shot", "iterative", "scheduled", "gradual", "at_init", "later"],
           "+method": ["snip", "force", "grasp", "iter_snip", "nope"], "+experiment": ["mrp_penalties", "lr_attack", "x"]}
-text = st.text(alphabet=string.ascii_letters + string.digits + " _-.,:=+~[]{}()'\"$\\/*?!@#%^&|<>", max_size=12)
-values = st.one_of(
-    st.integers(-2**40, 2**40).map(str), st.floats(allow_nan=True, allow_infinity=True).map(repr),
-    st.sampled_from(["true", "false", "null", "[]", "[1,2]", "{}", "auto", "cuda", "cpu", "cuda:7", "all", "global",
-                     "per_layer", "none", "l2", "units", "weights", "${seed}", "${nope}", "''"]),
-    text,
-)
-key = st.one_of(st.sampled_from(KEYS), st.sampled_from(KEYS).map(lambda k: k[:-1] + "z"), text.filter(bool))
-plain = st.builds(lambda prefix, k, v: f"{prefix}{k}={v}", st.sampled_from(["", "", "", "+", "++"]), key, values)
+WORDS = ["auto", "cpu", "cuda", "cuda:7", "all", "global", "per_layer", "none", "l1", "l2", "minmax", "unit", "weight",
+         "exp", "linear", "epoch", "step", "train", "val", "test", "eval", "conv1", "fc1", "taylor", "nope", "''"]
+junk = st.text(alphabet=string.ascii_letters + string.digits + " _-.,:=+~[]{}()'\"$\\/*?!@#%^&|<>", max_size=12)
+ints = st.one_of(st.integers(-3, 3000), st.integers(-2**40, 2**40)).map(str)
+floats = st.one_of(st.floats(-0.5, 1.5), st.floats(allow_nan=True, allow_infinity=True)).map(repr)
+anything = st.one_of(ints, floats, st.sampled_from(["true", "false", "null", "[]", "{}", "${seed}", "${nope}"]),
+                     st.sampled_from(WORDS), junk)
+
+
+def typed(hint) -> st.SearchStrategy[str]:
+    """Values of the option's own type, mostly in and near its range."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) is list:
+        return st.lists(typed(args[0]), max_size=3).map(lambda xs: "[" + ",".join(xs) + "]")
+    if type(None) in args:  # Optional[X]
+        return st.one_of(st.just("null"), typed(next(a for a in args if a is not type(None))))
+    return {int: ints, float: floats, bool: st.sampled_from(["true", "false"]), str: st.sampled_from(WORDS)}.get(hint,
+                                                                                                             anything)
+
+
+known = st.sampled_from(sorted(FIELDS)).flatmap(
+    lambda k: st.tuples(st.just(k), st.one_of(typed(FIELDS[k]), typed(FIELDS[k]), typed(FIELDS[k]), anything)))
+typo = st.tuples(st.sampled_from(sorted(FIELDS)).map(lambda k: k[:-1] + "z"), anything)
+plain = st.builds(lambda prefix, kv: f"{prefix}{kv[0]}={kv[1]}", st.sampled_from(["", "", "", "", "+", "++"]),
+                  st.one_of(known, known, known, known, typo))
 group = st.sampled_from(sorted(GROUPS)).flatmap(
-    lambda g: st.one_of(st.sampled_from(GROUPS[g]), text).map(lambda v: f"{g}={v}"))
-deletion = st.sampled_from(KEYS + list(GROUPS)).map(lambda k: f"~{k}")
-command_lines = st.lists(st.one_of(plain, plain, group, deletion, text), max_size=4)
+    lambda g: st.one_of(st.sampled_from(GROUPS[g]), st.sampled_from(GROUPS[g]), st.sampled_from(GROUPS[g]), junk)
+    .map(lambda v: f"{g}={v}"))
+deletion = st.sampled_from(sorted(FIELDS) + list(GROUPS)).map(lambda k: f"~{k}")
+command_lines = st.lists(st.one_of(*[plain] * 8, group, group, group, deletion, junk), max_size=4)
 
 
 @settings(max_examples=int(os.environ.get("PRUNERUN_FUZZ_EXAMPLES", 300)), deadline=None,
