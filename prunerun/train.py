@@ -73,8 +73,12 @@ def loader_batches(data: Dataset, batch_size: int, generator: torch.Generator | 
     # a generator of its own: without one, the DataLoader draws worker seeds from the global generator
     loader = DataLoader(SeededExamples(source), batch_size=batch_size, sampler=keys, generator=torch.Generator(),
                         num_workers=getattr(data, "num_workers", 0), pin_memory=device.type == "cuda")
-    for x, y in loader:
-        yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+    batches = iter(loader)
+    try:
+        for x, y in batches:
+            yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+    finally:  # workers stop now, not when a traceback holding this frame is collected (a 5 s wait)
+        del batches
 
 
 def batch_at(data: Dataset, index: torch.Tensor) -> Batch:
