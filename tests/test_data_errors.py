@@ -251,3 +251,8 @@ def test_written_idx_files_follow_the_umask(tmp_path, mask, mode):
         os.umask(previous)
     assert {name: oct(os.stat(tmp_path / name).st_mode & 0o777) for name in IDX_FILES} == \
         {name: oct(mode) for name in IDX_FILES}
+
+
+def test_an_image_size_mnist_cannot_honour_is_refused(tiny_config):
+    with pytest.raises(UserError, match=r"dataset.image_size=64: mnist5k is read at its native 28×28"):
+        build_dataset(tiny_config("dataset.image_size=64").dataset, 0)

