@@ -41,6 +41,7 @@ def dense_key(cfg, device: torch.device) -> str:
         # CPU kernels split reductions by thread, so the trained weights depend on the thread count
         "threads": torch.get_num_threads() if device.type == "cpu" else None,
         "measure": dataclasses.asdict(cfg.measure) if measured else None,
+        "counting": cfg.prune.counting if measured else None,  # the penalty rows count units by it
         "scorer_options": {k: v for k, v in dataclasses.asdict(cfg.scorer).items() if k != "name"}
         if measured and cfg.measure.weight_scorers else None,
         "attack": dataclasses.asdict(cfg.attack) if cfg.attack.layer else None,

@@ -50,10 +50,10 @@ def test_pruning_csv_counts_units_and_flops(reference_run):
     cfg, out, summary = reference_run
     pruning = pd.read_csv(out / "pruning.csv")
     total = pruning[pruning["layer"] == "total"].set_index("phase")
-    # round(0.1 × 56) = 6 units, one per iterative step
-    assert total.loc["dense", "units_kept"] == 56 and total.loc["finetuned", "units_kept"] == 50
+    # ⌊0.1 × 56⌋ = 5 units (prune.counting=floor), one per iterative step
+    assert total.loc["dense", "units_kept"] == 56 and total.loc["finetuned", "units_kept"] == 51
     assert (pruning[pruning["phase"] == "pruned"].groupby("iteration").size() == 4).all()
-    assert len(pruning[(pruning["phase"] == "pruned") & (pruning["layer"] == "total")]) == 6
+    assert len(pruning[(pruning["phase"] == "pruned") & (pruning["layer"] == "total")]) == 5
     # appendix A.1 by hand for the dense small CNN on 28×28
     conv1 = 2 * 24 * 24 * (1 * 25 + 1) * 8
     conv2 = 2 * 8 * 8 * (8 * 25 + 1) * 16
@@ -114,16 +114,16 @@ def test_runner_options(tiny_config, tmp_path, overrides, check):
     removed_fill = [gates[f"gate{i}.fill"][gates[f"gate{i}.keep"] == 0] for i in (1, 2, 3)]
     if check == "mean_fill":  # removed units output their post-ReLU mean (0 for a dead unit)
         fills = torch.cat(removed_fill)
-        assert len(fills) == 6 and (fills >= 0).all() and (fills > 0).any()
+        assert len(fills) == 5 and (fills >= 0).all() and (fills > 0).any()  # ⌊0.1 × 56⌋ units
     else:
         assert all(not fill.any() for fill in removed_fill)
     if check == "one_step":
         assert pruned["iteration"].unique().tolist() == [1]
-    if check == "per_layer":  # round(0.25 × 8, 16, 32) = 2, 4, 8 of each layer
+    if check == "per_layer":  # ⌊0.25 × 8, 16, 32⌋ = 2, 4, 8 of each layer
         assert summary["kept"] == {"conv1": 6, "conv2": 12, "fc1": 24}
     if check == "score_batches":
         assert pruned["step"].unique().tolist() == [20]  # no updates between the pruning steps
-        assert sum(summary["kept"].values()) == 50
+        assert sum(summary["kept"].values()) == 51  # 56 − ⌊5.6⌋
 
 
 def test_a_run_never_overwrites_earlier_results(tiny_config, tmp_path):
@@ -185,7 +185,7 @@ def test_rank_once_removes_units_in_the_first_ranking_order(tiny_config, tmp_pat
     generator = torch.Generator().manual_seed(cfg.seed + 1)
     draws = {name: torch.rand(n, generator=generator) for name, n in (("conv1", 8), ("conv2", 16), ("fc1", 32))}
     pooled = sorted((v / draws[name].norm(), name, i) for name in draws for i, v in enumerate(draws[name].tolist()))
-    expected = {(name, i) for _, name, i in pooled[:6]}
+    expected = {(name, i) for _, name, i in pooled[:5]}  # ⌊0.1 × 56⌋
     state = torch.load(tmp_path / "model.pt")
     removed = {(name, i) for name, gate in (("conv1", "gate1"), ("conv2", "gate2"), ("fc1", "gate3"))
                for i in (state[f"{gate}.keep"] == 0).nonzero().flatten().tolist()}
@@ -203,9 +203,9 @@ def test_pruning_stops_at_the_flops_target(tiny_config, tmp_path):
 
 def test_flops_regularisation_prunes_the_costliest_maps_first(tiny_config, tmp_path):
     """MFLOPs per map (A.1): conv1 2·24·24·26 = 0.030, conv2 2·8·8·201 = 0.026, fc1 511 = 0.0005; with
-    λ = 100 the penalty outweighs l2-normalised saliencies (≤ 1), so all 6 removals hit conv1."""
+    λ = 100 the penalty outweighs l2-normalised saliencies (≤ 1), so all ⌊0.1 × 56⌋ = 5 removals hit conv1."""
     summary = run(tiny_config("prune.flops_lambda=100", "measure.every=0"), tmp_path)
-    assert summary["kept"] == {"conv1": 2, "conv2": 16, "fc1": 32}
+    assert summary["kept"] == {"conv1": 3, "conv2": 16, "fc1": 32}
 
 
 @pytest.mark.parametrize("override,key", [

@@ -16,6 +16,7 @@ from typing import Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from prunerun.counting import COUNTINGS
 from prunerun.errors import UserError
 
 NORMALIZATIONS = ("none", "l1", "l2", "minmax")
@@ -182,6 +183,7 @@ class PruneConfig:
     allow_empty_layers: bool = True  # weights: false keeps at least one weight in every layer
     saliency_loss: str = "cross_entropy"  # weights: cross_entropy | nll_logits (official FORCE code)
     record_saliency: bool = True  # gradual: FORCE saliency of each mask ÷ one-shot SNIP's (FORCE figs. 4, 6)
+    counting: str = "floor"  # units of a layer a fraction names: floor (the papers: ⌊256/10⌋ = 25) or round
 
     def __post_init__(self) -> None:
         _check(
@@ -200,6 +202,7 @@ class PruneConfig:
         _check(self.steps >= 1, f"prune.steps={self.steps} must be >= 1")
         _check_choice(self.decay, DECAYS, "prune.decay")
         _check_choice(self.saliency_loss, SALIENCY_LOSSES, "prune.saliency_loss")
+        _check_choice(self.counting, COUNTINGS, "prune.counting")
 
 
 @dataclass

@@ -48,9 +48,11 @@ class PenaltyMeasurer:
     layer_groups: dict[str, list[str]]
     seed: int
     selected: list[dict[str, Any]] = field(default_factory=list)  # rows for selected.csv, see pop_selected
+    counting: str = "floor"  # prune.counting: how a fraction of a layer becomes units
 
     @classmethod
-    def create(cls, cfg: MeasureConfig, train_cfg: TrainConfig, model: nn.Module, splits, seed: int) -> "PenaltyMeasurer":
+    def create(cls, cfg: MeasureConfig, train_cfg: TrainConfig, model: nn.Module, splits, seed: int,
+               counting: str = "floor") -> "PenaltyMeasurer":
         """Check the measurement config against the data and model and fix the subset."""
         subset = splits.fixed_subset(cfg.split, cfg.subset, seed, "measure")
         names = [layer.name for layer in unit_layers(model)]
@@ -60,7 +62,7 @@ class PenaltyMeasurer:
                 raise UserError(f"measure.layers has {target!r}; choose among all, {', '.join(names)}")
             groups[target] = names if target == "all" else [target]
         scorers = [get_scorer(name, "measure.scorers") for name in cfg.scorers]
-        return cls(cfg, train_cfg, subset, splits.train, scorers, groups, seed)
+        return cls(cfg, train_cfg, subset, splits.train, scorers, groups, seed, counting=counting)
 
     def _loss(self, model: nn.Module) -> float:
         return evaluate(model, self.subset, self.cfg.batch_size, bn_train=self.cfg.bn_mode == "train")[0]
@@ -89,7 +91,8 @@ class PenaltyMeasurer:
             scores = score(scorer, model, stats, stream, batches)
             for fraction in self.cfg.fractions:
                 for target, names in self.layer_groups.items():
-                    selection = select_units({n: scores[n] for n in names}, alive, fraction, "per_layer")
+                    selection = select_units({n: scores[n] for n in names}, alive, fraction, "per_layer",
+                                             counting=self.counting)
                     for mean_replacement in (False, True):
                         remove_selection(model, selection, means if mean_replacement else None)
                         row = dict(step=step, level="unit", scorer=scorer.name, fraction=fraction, layer=target,

@@ -113,9 +113,10 @@ class UnitPruner(PrunerBase):
         scores = self._scores(penalty)
         alive = alive_units(self.model)
         if self.rescore:
-            selection = select_units(scores, alive, fraction, self.cfg.selection, self.cfg.normalization, penalty)
+            selection = select_units(scores, alive, fraction, self.cfg.selection, self.cfg.normalization, penalty,
+                                     self.cfg.counting)
         else:
-            selection = select_units(scores, alive, fraction, self.cfg.selection)
+            selection = select_units(scores, alive, fraction, self.cfg.selection, counting=self.cfg.counting)
         remove_selection(self.model, selection, fills(self.stats) if self.cfg.mean_replacement else None)
         self.iteration += 1
         return PruneStep(alive, alive_units(self.model))

@@ -62,7 +62,7 @@ def create_measurers(job: Job) -> Measurers:
     """What dense training measures, checked against the model and data before anything is written."""
     cfg, m = job.cfg, job.cfg.measure
     return Measurers(
-        PenaltyMeasurer.create(m, cfg.train, job.model, job.data, cfg.seed) if m.every else None,
+        PenaltyMeasurer.create(m, cfg.train, job.model, job.data, cfg.seed, cfg.prune.counting) if m.every else None,
         WeightPenaltyMeasurer.create(m, cfg.scorer, job.model, job.data, cfg.seed) if m.every and m.weight_scorers else None,
         UnitTracker.create(cfg.attack, job.model, job.data, cfg.seed, m.batch_size) if cfg.attack.layer else None,
     )

@@ -17,12 +17,14 @@ from prunerun.config import Config
 from prunerun.data import DataSplits, build_dataset
 from prunerun.errors import UserError
 from prunerun.pruning.flops import output_sizes
+from prunerun.pruning.units import alive_units
 from prunerun.models import build_model
 from prunerun.pruners import Pruner, UnitPruner, WeightPruner
 from prunerun.pruners.weights import balanced_batches, fixed_batches
 from prunerun.results import METRICS_COLUMNS, PENALTIES_COLUMNS, PRUNING_COLUMNS, CsvTable, run_identifiers
 from prunerun.schedules import BEFORE_TRAINING, PruneEvent, Schedule, get_schedule, list_schedules
 from prunerun.scorers.units import SCORERS
+from prunerun.scorers.units.selection import check_reachable
 from prunerun.scorers.weights import WEIGHT_SCORERS
 from prunerun.seeds import generator
 from prunerun.types import Batch
@@ -180,12 +182,25 @@ class Job:
         return rows[-1]["flops"]
 
 
+def check_fractions(cfg: Config, model: nn.Module) -> None:
+    """Before any training: every fraction of units the run prunes to can be reached with each layer
+    keeping a unit (with ``prune.target_flops``, ``prune.fraction`` is only a cap and is not checked)."""
+    sizes = {name: int(mask.numel()) for name, mask in alive_units(model).items()}
+    if get_schedule(cfg.schedule.name).when == "during_training":
+        wanted = [("schedule.fractions", f) for f in cfg.schedule.fractions]
+    else:
+        wanted = [("prune.fraction", cfg.prune.fraction)] if cfg.prune.target_flops is None else []
+    for key, fraction in wanted:
+        check_reachable(fraction, sizes, cfg.prune.selection, cfg.prune.counting, key, cfg.model.name)
+
+
 def build_pruner(cfg: Config, level: str, model: nn.Module, data: DataSplits, score_batches: BatchStream,
                  sizes: dict[str, tuple[int, ...]]) -> Pruner:
     """The pruner of ``level`` for the configured scorer, drawing from the pruning stream."""
     stream = generator(cfg.seed, "pruning")
     if level == "unit":  # ranking once (schedule.rescore=false) is a choice of pruning after training only
         rescore = cfg.schedule.rescore or get_schedule(cfg.schedule.name).when != "after_training"
+        check_fractions(cfg, model)
         return UnitPruner(model, SCORERS.get(cfg.scorer.name), cfg.prune, cfg.scorer, stream,
                           lambda: next(score_batches), sizes, rescore=rescore)
 

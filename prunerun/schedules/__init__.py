@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
+from prunerun.counting import unit_count
 from prunerun.registry import Registry
 
 BEFORE_TRAINING = 0  # PruneEvent.after: before the first update
@@ -64,14 +65,14 @@ def _after_training(schedule, prune, targets: list[float]) -> list[PruneEvent]:
 @register_schedule("one_shot")
 def one_shot(schedule, prune, total: int, steps_per_epoch: int = 1) -> list[PruneEvent]:
     """Remove ``prune.fraction`` of the units in one step."""
-    return _after_training(schedule, prune, [prune.fraction] if round(prune.fraction * total) > 0 else [])
+    return _after_training(schedule, prune, [prune.fraction] if unit_count(prune.fraction, total, prune.counting) > 0 else [])
 
 
 @register_schedule("iterative")
 def iterative(schedule, prune, total: int, steps_per_epoch: int = 1) -> list[PruneEvent]:
     """Remove ``units_per_step`` units per step until ``prune.fraction`` of them are gone
     (Molchanov et al. 2017 §2 uses one feature map per step)."""
-    target = round(prune.fraction * total)
+    target = unit_count(prune.fraction, total, prune.counting)
     steps = math.ceil(target / schedule.units_per_step)
     return _after_training(schedule, prune, [min(i * schedule.units_per_step, target) / total
                                              for i in range(1, steps + 1)])

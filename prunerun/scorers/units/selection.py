@@ -9,9 +9,13 @@ already removed are never ranked, and a layer never loses its last unit.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
+from prunerun.counting import unit_count
+from prunerun.errors import UserError
 from prunerun.pruning.flops import unit_flops
 from prunerun.seeds import TIES_SEED
 
@@ -58,18 +62,20 @@ def select_units(
     selection: str = "global",
     normalization: str = "none",
     penalty: Scores | None = None,
+    counting: str = "floor",
 ) -> dict[str, torch.Tensor]:
     """Indices to remove per layer so that ``fraction`` of the units in ``scores``' layers are
     removed in total (already removed units count towards it). ``penalty[layer]`` (a scalar or
-    one value per unit; layers left out get none) is subtracted from the normalised scores."""
+    one value per unit; layers left out get none) is subtracted from the normalised scores. A fraction
+    becomes a count by ``counting`` (:func:`prunerun.counting.unit_count`: floor, the papers', or round)."""
     alive = {name: alive[name].cpu() for name in scores}
     normed = units_ranked(scores, alive, normalization, penalty)
     if selection == "per_layer":
-        return {name: _lowest(normed[name], alive[name], _target(fraction, alive[name])) for name in normed}
+        return {name: _lowest(normed[name], alive[name], _target(fraction, alive[name], counting)) for name in normed}
     if selection != "global":
         raise ValueError(f"unknown selection {selection!r}")
     total = sum(mask.numel() for mask in alive.values())
-    need = min(round(fraction * total), total - len(alive)) - sum(int((~m).sum()) for m in alive.values())
+    need = min(unit_count(fraction, total, counting), total - len(alive)) - sum(int((~m).sum()) for m in alive.values())
     chosen: dict[str, list[int]] = {name: [] for name in scores}
     if need <= 0:
         return {name: torch.tensor([], dtype=torch.long) for name in scores}
@@ -91,9 +97,9 @@ def select_units(
     return {name: torch.tensor(sorted(idx), dtype=torch.long) for name, idx in chosen.items()}
 
 
-def _target(fraction: float, alive: torch.Tensor) -> int:
+def _target(fraction: float, alive: torch.Tensor, counting: str) -> int:
     """Units of a layer to have removed in total at ``fraction`` (never all of them)."""
-    return min(round(fraction * alive.numel()), alive.numel() - 1)
+    return min(unit_count(fraction, alive.numel(), counting), alive.numel() - 1)
 
 
 def _lowest(scores: torch.Tensor, alive: torch.Tensor, target: int) -> torch.Tensor:
@@ -103,3 +109,25 @@ def _lowest(scores: torch.Tensor, alive: torch.Tensor, target: int) -> torch.Ten
     candidates = alive.nonzero().flatten()
     order = torch.sort(scores[candidates], stable=True).indices[:need]
     return candidates[order].sort().values
+
+
+def check_reachable(fraction: float, sizes: dict[str, int], selection: str, counting: str = "floor",
+                    key: str = "prune.fraction", model: str = "the model") -> None:
+    """Refuse a ``fraction`` that the never-the-last-unit rule stops short of (``prune.fraction=0.999``
+    would otherwise end at one unit per layer without a word); ``sizes``: layer → units. The largest
+    reachable fraction is (N − L)/N for N units in L layers (``global``), min (n − 1)/n (``per_layer``)."""
+    total = sum(sizes.values())
+    if selection == "per_layer":
+        over = {name: n for name, n in sizes.items() if unit_count(fraction, n, counting) > n - 1}
+        if not over:
+            return
+        name, n = min(over.items(), key=lambda item: item[1])
+        most, why = (n - 1) / n, f"prune.selection=per_layer removes at most {n - 1} of the {n} units of {model}'s {name}"
+    elif unit_count(fraction, total, counting) > total - len(sizes):
+        most = (total - len(sizes)) / total
+        why = f"prune.selection={selection} removes at most {total - len(sizes)} of {model}'s {total} units in {len(sizes)} layers"
+    else:
+        return
+    shown = math.floor(most * 10_000) / 10_000  # cut, not rounded, so that the fraction shown is reachable
+    raise UserError(f"{key}={fraction} cannot be reached: every layer keeps at least one unit, so {why}; "
+                    f"the largest reachable fraction is {shown:g}: lower {key} to at most that")
