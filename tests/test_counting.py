@@ -7,6 +7,7 @@ import torch
 from prunerun.config import PruneConfig, ScheduleConfig
 from prunerun.counting import unit_count
 from prunerun.errors import UserError
+from prunerun.runner import run
 from prunerun.schedules import get_schedule
 from prunerun.scorers.units.selection import check_reachable, select_units
 
@@ -45,9 +46,21 @@ def test_schedules_count_the_same_way():
 
 def test_a_fraction_no_layer_can_reach_is_refused():
     sizes = {"conv1": 8, "conv2": 16, "fc1": 32}
-    with pytest.raises(UserError, match=r"prune.fraction=0.999 cannot be reached: .* at most 53 of the 56 units"):
+    with pytest.raises(UserError, match=r"^prune.fraction=0.999 cannot be reached: every layer keeps at least one unit, so "
+                       r"prune.selection=global removes at most 53 of the model's 56 units in 3 layers; "
+                       r"the largest reachable fraction is 0.9464"):
         check_reachable(0.999, sizes, "global")
     check_reachable(53 / 56, sizes, "global")
-    with pytest.raises(UserError, match=r"conv1 has 8, so prune.selection=per_layer removes at most 0.875"):
+    with pytest.raises(UserError, match=r"at most 7 of the 8 units of the model's conv1; the largest reachable fraction is 0.875"):
         check_reachable(0.95, sizes, "per_layer", "round")  # round(7.6) = 8: all of conv1
     check_reachable(0.999, sizes, "per_layer")  # floor never names a whole layer: ⌊7.99⌋ = 7
+
+
+def test_an_unreachable_fraction_stops_the_run_before_training(tiny_config, tmp_path):
+    with pytest.raises(UserError, match=r"^prune.fraction=0.999 cannot be reached: .* small_cnn's 56 units in 3 layers; "
+                                        r"the largest reachable fraction is 0.9464: lower prune.fraction"):
+        run(tiny_config("prune.fraction=0.999"), tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # refused before training, nothing written
+    with pytest.raises(UserError, match=r"^schedule.fractions=0.98 cannot be reached"):
+        run(tiny_config("schedule=scheduled", "schedule.at_unit=step", "schedule.at=[5,10]",
+                        "schedule.fractions=[0.5,0.98]", "prune.level=unit", "scorer=taylor"), tmp_path / "scheduled")
