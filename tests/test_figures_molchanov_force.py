@@ -117,7 +117,7 @@ def test_fig4_and_fig5_one_line_per_criterion(tables):
     maps = draw("molchanov_fig4_accuracy_vs_maps", tables).axes[0].get_lines()[1]
     pruning = pd.read_csv(Path(tables["pruning"].loc[tables["pruning"]["run_dir"].str.endswith("iter_taylor"), "run_dir"].iloc[0]) / "pruning.csv")
     total = pruning[(pruning["layer"] == "total") & pruning["phase"].isin(["dense", "pruned"])]
-    assert list(maps.get_xdata()) == list(range(7))
+    assert list(maps.get_xdata()) == list(range(6))  # ⌊0.1 × 56⌋ = 5 removals after the dense point
     assert np.allclose(maps.get_ydata(), total["test_accuracy"])
 
 
@@ -125,11 +125,11 @@ def test_fig6_fig3_series(tables):
     left, right = draw("molchanov_fig6_updates_between_steps", tables).axes
     # Taylor runs without FLOPs regularisation: 3 updates between removals and 1
     assert [line.get_label() for line in left.get_lines()] == ["1 updates", "3 updates"]
-    assert list(right.get_lines()[0].get_xdata()) == list(range(7))  # one update per removal
+    assert list(right.get_lines()[0].get_xdata()) == list(range(6))  # one update per removal
     assert right.get_xlabel() == "fine-tuning updates so far"
     loss, accuracy = draw("molchanov_fig3_oracle_no_finetune", tables).axes
     assert [line.get_label() for line in accuracy.get_lines()] == ["Oracle-abs"]
-    assert loss.get_ylabel() == "test loss" and len(accuracy.get_lines()[0].get_xdata()) == 7
+    assert loss.get_ylabel() == "test loss" and len(accuracy.get_lines()[0].get_xdata()) == 6
 
 
 def test_rank_figures_one_box_per_layer(tables):
@@ -181,7 +181,7 @@ def test_table2_speedup_of_a_real_run(tables):
     dense, shrunk = timing.loc["dense"], timing.loc["shrunk"]
     assert table.loc[0, "speedup"] == pytest.approx(dense["seconds"] / shrunk["seconds"])
     assert table.loc[0, "flops_reduction"] == pytest.approx(dense["flops"] / shrunk["flops"])
-    assert table.loc[0, "maps_kept"] == pytest.approx(50 / 56)
+    assert table.loc[0, "maps_kept"] == pytest.approx(51 / 56)
 
 
 def test_table2_speedup_from_latency_rows(tables):
@@ -195,7 +195,7 @@ def test_table2_speedup_from_latency_rows(tables):
     row = table.iloc[0]
     assert row["speedup"] == pytest.approx(0.02 / 0.008) and row["flops_reduction"] == pytest.approx(3.0)
     assert row["speedup_per_flops_reduction"] == pytest.approx(2.5 / 3.0)
-    assert row["dense_ms"] == pytest.approx(20.0) and row["maps_kept"] == pytest.approx(50 / 56)
+    assert row["dense_ms"] == pytest.approx(20.0) and row["maps_kept"] == pytest.approx(51 / 56)
 
 
 def test_force_accuracy_vs_sparsity_is_the_mean_over_seeds(tables):

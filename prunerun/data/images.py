@@ -73,8 +73,9 @@ def with_transform(dataset: Dataset, transform: Callable) -> Dataset:
 
 def native_size(cfg, size: int, name: str) -> int:
     """The dataset's own image side; ``dataset.image_size`` may only restate it."""
-    if cfg.image_size not in (0, size):
-        raise UserError(f"dataset.image_size={cfg.image_size}: {name} is read at its native {size}×{size}; "
+    image_size = getattr(cfg, "image_size", 0)  # hand-built configs (tests) may lack the field
+    if image_size not in (0, size):
+        raise UserError(f"dataset.image_size={image_size}: {name} is read at its native {size}×{size}; "
                         "leave dataset.image_size at 0")
     return size
 
