@@ -6,6 +6,8 @@ split's device.
 """
 from __future__ import annotations
 
+import os
+
 from typing import Iterator
 
 import torch
@@ -58,6 +60,13 @@ class SeededExamples(Dataset):
             return self.dataset[index]
 
 
+def worker_count(requested: int) -> int:
+    """``dataset.num_workers``, at most the CPUs this process may use (more only slow it down, and
+    each example is seeded by its own key, so the count never changes a batch)."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(requested, usable)
+
+
 def loader_batches(data: Dataset, batch_size: int, generator: torch.Generator | None) -> Iterator[Batch]:
     """One pass through a DataLoader over a dataset read from disk, batches on the split's device.
     The order is drawn as for tensors (same generator, same order), then one seed for the pass's
@@ -72,7 +81,7 @@ def loader_batches(data: Dataset, batch_size: int, generator: torch.Generator | 
     keys = [(i, seed + k) for k, i in enumerate(order)]
     # a generator of its own: without one, the DataLoader draws worker seeds from the global generator
     loader = DataLoader(SeededExamples(source), batch_size=batch_size, sampler=keys, generator=torch.Generator(),
-                        num_workers=getattr(data, "num_workers", 0), pin_memory=device.type == "cuda")
+                        num_workers=worker_count(getattr(data, "num_workers", 0)), pin_memory=device.type == "cuda")
     batches = iter(loader)
     try:
         for x, y in batches:
