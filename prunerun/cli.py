@@ -12,7 +12,6 @@ from __future__ import annotations
 import difflib
 import os
 import sys
-import tempfile
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +26,7 @@ from omegaconf.errors import OmegaConfBaseException
 from prunerun.config import to_config, unknown_key
 from prunerun.config.hydra import register_configs, save_hydra_files
 from prunerun.errors import UserError
+from prunerun.files import check_creatable
 from prunerun.hashing import config_hash
 from prunerun.results import folder_state, prepare_folder
 
@@ -72,9 +72,9 @@ def _main(cfg: DictConfig) -> None:
         write_json(out_dir / FAILED, {"error": message, "traceback": traceback.format_exc()})
 
 
-def check_run(overrides: list[str]) -> Path | None:
-    """Compose and validate a plain run's config, and check its output folder, without writing
-    anything; returns the folder (None when its name cannot be known before Hydra starts)."""
+def check_run(overrides: list[str]) -> None:
+    """Compose and validate a plain run's config, and check its output folder (unless its name is
+    known only to a running job), without writing anything."""
     from hydra import compose, initialize_config_dir
 
     with hydra_errors(overrides), initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3", job_name="prunerun"):
@@ -85,26 +85,9 @@ def check_run(overrides: list[str]) -> Path | None:
     try:
         out_dir = Path(str(hydra_node.run.dir))
     except OmegaConfBaseException:  # an interpolation only a running job resolves
-        return None
-    check_output_folder(out_dir)
+        return
+    check_creatable(out_dir, "hydra.run.dir")
     folder_state(out_dir, config_hash(config))  # the finished results of another config are refused here
-    return out_dir
-
-
-def check_output_folder(out_dir: Path) -> None:
-    """``out_dir`` can be created and hold files: its nearest existing ancestor is a folder that
-    takes a file (a probe, removed at once). Creates nothing."""
-    existing = out_dir
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise UserError(f"hydra.run.dir={out_dir} lies below the file {existing}; give hydra.run.dir a folder")
-    try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as err:
-        raise UserError(f"hydra.run.dir={out_dir}: {existing} cannot hold files ({err.strerror or type(err).__name__}); "
-                        "give hydra.run.dir a writable folder") from None
 
 
 @contextmanager
@@ -116,13 +99,11 @@ def hydra_errors(overrides: list[str]):
         yield
     except UserError:
         raise
-    except (HydraException, OmegaConfBaseException) as err:  # before OSError: a missing config is one too
-        raise UserError(hydra_message(err, overrides)) from None
-    except OSError as err:
-        where = err.filename or "the output folder"
-        raise UserError(f"{where} cannot be created or written ({err.strerror or type(err).__name__}); give "
-                        "hydra.run.dir (hydra.sweep.dir for -m) a writable folder") from None
     except Exception as err:
+        if isinstance(err, OSError) and not isinstance(err, HydraException):  # a missing config is an OSError too
+            raise UserError(f"{err.filename or 'the output folder'} cannot be created or written "
+                            f"({err.strerror or type(err).__name__}); give hydra.run.dir (hydra.sweep.dir for -m) "
+                            "a writable folder") from None
         raise UserError(hydra_message(err, overrides)) from None
 
 

@@ -48,8 +48,27 @@ def check_writable(folder: str | Path, key: str) -> None:
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
+        _probe(folder)
     except OSError as err:
         raise UserError(f"{key}={folder} cannot hold files ({err.strerror or type(err).__name__}); "
                         f"give {key} a writable folder") from None
+
+
+def check_creatable(folder: str | Path, key: str) -> None:
+    """Like :func:`check_writable`, but creating nothing: ``folder``'s nearest existing ancestor is a
+    folder that takes a file (a probe, removed at once)."""
+    folder = existing = Path(folder)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{key}={folder} lies below the file {existing}; give {key} a folder")
+    try:
+        _probe(existing)
+    except OSError as err:
+        raise UserError(f"{key}={folder}: {existing} cannot hold files ({err.strerror or type(err).__name__}); "
+                        f"give {key} a writable folder") from None
+
+
+def _probe(folder: Path) -> None:
+    with tempfile.TemporaryFile(dir=folder):
+        pass

@@ -110,12 +110,15 @@ def image_folders(empty_class: bool = False, broken_image: bool = False) -> Setu
     return setup
 
 
+def good_run(root: Path, *overrides: str) -> None:
+    """A run that must succeed (the setting up of a case)."""
+    subprocess.run(["prunerun", *TINY, *overrides], cwd=root, capture_output=True, check=True, timeout=600)
+
+
 def finished_run_of(*overrides: str) -> Setup:
     """A folder holding the finished run of ``overrides``; the case then runs another config into it."""
     def setup(root: Path) -> list[str]:
-        out = root / "run"
-        subprocess.run(["prunerun", *TINY, f"hydra.run.dir={out}", *overrides], cwd=root, capture_output=True,
-                       check=True, timeout=600)
+        good_run(root, f"hydra.run.dir={root / 'run'}", *overrides)
         return []
     return setup
 
@@ -123,15 +126,14 @@ def finished_run_of(*overrides: str) -> Setup:
 def corrupt_checkpoint(root: Path) -> list[str]:
     """An unfinished run of the same config, its dense.ckpt replaced by random bytes."""
     out = root / "run"
-    subprocess.run(["prunerun", *TINY, f"hydra.run.dir={out}"], cwd=root, capture_output=True, check=True, timeout=600)
+    good_run(root, f"hydra.run.dir={out}")
     (out / "done.json").unlink()
     (out / "dense.ckpt").write_bytes(os.urandom(2000))
     return []
 
 
 def corrupt_cache_entry(root: Path) -> list[str]:
-    subprocess.run(["prunerun", *TINY, f"hydra.run.dir={root / 'first'}", f"cache.dir={root / 'cache'}"], cwd=root,
-                   capture_output=True, check=True, timeout=600)
+    good_run(root, f"hydra.run.dir={root / 'first'}", f"cache.dir={root / 'cache'}")
     for entry in (root / "cache").glob("*.pt"):
         entry.write_bytes(os.urandom(3000))
     return [f"cache.dir={root / 'cache'}"]
