@@ -19,6 +19,13 @@ import pandas as pd
 from prunerun.results import is_superseded
 
 
+def model_label(model: dict) -> str:
+    """As ``ModelConfig.label``: the name, with a generic builder's architecture or target."""
+    if model.get("arch"):
+        return f"torchvision.{model['arch']}"
+    return f"custom:{model['target']}" if model.get("target") else model["name"]
+
+
 def job_row(job: Path) -> dict:
     overrides = (job / ".hydra" / "overrides.yaml")
     row = {"job": job.name, "overrides": " ".join(
@@ -27,7 +34,7 @@ def job_row(job: Path) -> dict:
     if (job / "run.json").exists():
         record = json.loads((job / "run.json").read_text())
         config = record["config"]
-        row.update(seed=config["seed"], dataset=config["dataset"]["name"], model=config["model"]["name"],
+        row.update(seed=config["seed"], dataset=config["dataset"]["name"], model=model_label(config["model"]),
                    scorer=config["scorer"]["name"], schedule=config["schedule"]["name"],
                    fraction=config["prune"]["fraction"], git_revision=record.get("git_revision"))
     if (job / "done.json").exists():

@@ -19,7 +19,7 @@ def run_identifiers(cfg, overrides: str = "") -> dict[str, Any]:
     return {
         "seed": cfg.seed,
         "dataset": cfg.dataset.name,
-        "model": cfg.model.name,
+        "model": getattr(cfg.model, "label", cfg.model.name),  # torchvision.resnet18, custom:pkg.mod:fn
         "scorer": cfg.scorer.name,
         "schedule": cfg.schedule.name,
         "fraction": cfg.prune.fraction,

@@ -14,6 +14,7 @@ what a run produces: changing one changes its CSV rows.
 | ``correlate`` | seed + 2 | scorers that draw, in the correlation study |
 | ``scoring`` | seed + 3 | the scoring minibatches (gradient-only passes, oracle/OBD/MI data) |
 | ``saliency_reference`` | seed + 4 | fixed batches of the FORCE saliency ratio (one-shot SNIP) |
+| ``synthetic`` | seed + 5 | ``dataset=synthetic``: class templates, then each split's labels and example seeds |
 | ``measure`` | seed · 1,000,003 + step | scorers and fine-tuning batches of a penalty measurement at ``step`` |
 | ``ties`` | 0 | the fixed order in which equal unit scores are taken (global selection) |
 """
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-OFFSETS = {"training": 0, "pruning": 1, "correlate": 2, "scoring": 3, "saliency_reference": 4}
+OFFSETS = {"training": 0, "pruning": 1, "correlate": 2, "scoring": 3, "saliency_reference": 4, "synthetic": 5}
 PER_STEP = 1_000_003  # measurements: a stream per (seed, step), far from the offsets above
 TIES_SEED = 0
 

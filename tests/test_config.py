@@ -34,9 +34,12 @@ def test_group_files_and_registries_agree():
     assert group_options("schedule") == list_schedules()
 
 
+REQUIRED = {"torchvision": ["model.arch=resnet18"], "custom": ["model.target=tests.plugin_models:tiny_net"]}
+
+
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in group_options(g)])
 def test_every_option_composes_and_validates(group, option):
-    cfg = to_config(compose_config([f"{group}={option}"]))
+    cfg = to_config(compose_config([f"{group}={option}", *REQUIRED.get(option, [])]))
     assert getattr(cfg, group).name == option
 
 

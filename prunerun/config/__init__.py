@@ -44,6 +44,7 @@ class DatasetConfig:
 
     name: str = MISSING
     root: str = MISSING
+    target: str | None = None  # a dataset of your own: package.module:builder, registered with @register_dataset(name)
     download: bool = False
     train_size: int = -1
     val_size: int = 0
@@ -53,6 +54,9 @@ class DatasetConfig:
     image_size: int = 0  # crop side of imagenet/birds200/flowers102 (224) and nvgesture (112); 0: the default
     frames: int = 8  # nvgesture: frames per clip
     num_workers: int = 0  # DataLoader processes reading datasets from disk
+    channels: int = 3  # synthetic: channels of the images
+    classes: int = 10  # synthetic: number of classes
+    noise: float = 1.0  # synthetic: noise added to each class template (which has unit variance)
 
     def __post_init__(self) -> None:
         _check(self.val_size >= 0, f"dataset.val_size={self.val_size} must be >= 0")
@@ -63,20 +67,52 @@ class DatasetConfig:
         for key in ("image_size", "num_workers"):
             _check(getattr(self, key) >= 0, f"dataset.{key}={getattr(self, key)} must be >= 0")
         _check(self.frames >= 1, f"dataset.frames={self.frames} must be >= 1")
+        _check(self.noise >= 0, f"dataset.noise={self.noise} must be >= 0")
 
 
 @dataclass
 class ModelConfig:
-    """A registered model; optional pretrained weights, then the classifier is sized for the dataset."""
+    """A registered model (or any torchvision classifier, or your own builder); optional pretrained
+    weights, then the classifier is sized for the dataset."""
 
     name: str = MISSING
     weights: str | None = None  # imagenet: torchvision's ImageNet weights from the torch hub cache (offline)
     checkpoint: str | None = None  # path of a state dict (torch.save(model.state_dict(), PATH)) to load
+    arch: str | None = None  # model=torchvision: a torchvision classification builder (resnet18, vit_b_16, ...)
+    target: str | None = None  # model=custom: package.module:function returning an nn.Module
+    kwargs: dict[str, Any] = field(default_factory=dict)  # model=torchvision|custom: keyword arguments of the builder
 
     def __post_init__(self) -> None:
         _check(self.weights in (None, "imagenet"), f"model.weights={self.weights!r} is not one of: imagenet, null")
         _check(self.checkpoint is None or bool(self.checkpoint.strip()),
                "model.checkpoint is empty; give a state dict path, or null")
+        _check(self.name != "torchvision" or bool(self.arch),
+               "model=torchvision needs model.arch, a torchvision classification model (e.g. model.arch=resnet18)")
+        _check(self.name != "custom" or bool(self.target) and ":" in self.target,
+               f"model=custom needs model.target=package.module:function (a function returning an nn.Module), "
+               f"not {self.target!r}")
+        _check(self.arch is None or self.name == "torchvision",
+               f"model.arch={self.arch} applies to model=torchvision only (this is model={self.name})")
+        _check(self.target is None or self.name == "custom",
+               f"model.target={self.target} applies to model=custom only (this is model={self.name})")
+        _check(not self.kwargs or self.name in ("torchvision", "custom"),
+               f"model.kwargs applies to model=torchvision and model=custom only (this is model={self.name})")
+
+    @property
+    def label(self) -> str:
+        """The model in result tables: its name, with the architecture or target of a generic builder
+        (``prunerun.collect.model_label`` reads the same from a saved config)."""
+        if self.name == "torchvision":
+            return f"torchvision.{self.arch}"
+        return f"custom:{self.target}" if self.name == "custom" else self.name
+
+    def options(self) -> dict[str, Any]:
+        """The builder's extra keywords (model.arch, model.target, model.kwargs), where set."""
+        found = {"arch": self.arch, "target": self.target}
+        options = {key: value for key, value in found.items() if value is not None}
+        if self.name in ("torchvision", "custom"):
+            options["kwargs"] = dict(self.kwargs)
+        return options
 
 
 @dataclass
@@ -84,6 +120,7 @@ class ScorerConfig:
     """Criterion that ranks units (low saliency is pruned first) and the options some criteria take."""
 
     name: str = MISSING
+    target: str | None = None  # a scorer of your own: package.module:function, registered with @register_scorer(name)
     bins: int = 10  # mutual_info: quantisation bins of the per-example mean activation
     probes: int = 32  # obd: Rademacher probes per scoring batch for diag(H) ≈ E[v ⊙ Hv]
     joint_lambda: float = 0.5  # joint: (1 − λ)·taylor + λ·activation, after l2 normalisation

@@ -27,7 +27,8 @@ def plot_run(run_dir: Path) -> Path:
             ax.axvline(dense_end.iloc[0], color="k", lw=0.8, ls=":", label="pruning starts")
         ax.set(xlabel="step", ylabel=column, title=column.capitalize())
         ax.legend(fontsize=8)
-    axes[0].set_yscale("log")
+    if (curves["loss"] > 0).any():  # no curves when the dense model came from the cache and val is empty
+        axes[0].set_yscale("log")
     if len(penalties):
         ax = axes[2]
         group_name = penalties["layer"].iloc[0]  # the first of measure.layers, at its smallest fraction

@@ -24,16 +24,27 @@ list_models = MODELS.names
 
 
 def build_model(name: str, num_classes: int, input_shape: tuple[int, ...], weights: str | None = None,
-                checkpoint: str | None = None) -> nn.Module:
+                checkpoint: str | None = None, options: dict | None = None) -> nn.Module:
     """Build model ``name`` for a dataset with ``num_classes`` and examples of ``input_shape``.
 
     ``weights="imagenet"`` loads torchvision's weights from the torch hub cache, ``checkpoint`` a
     local state dict; the classifier stays newly initialised for ``num_classes`` unless the
-    checkpoint's fits (transfer learning, Molchanov et al. 2017 §3.3).
+    checkpoint's fits (transfer learning, Molchanov et al. 2017 §3.3). ``options`` are the generic
+    builders' keywords (``arch`` of ``torchvision``, ``target`` of ``custom``, their ``kwargs``);
+    the zoo's builders take none.
     """
     builder, input_shape = MODELS.get(name), tuple(input_shape)
-    _check_input(name, builder, num_classes, input_shape)
-    model = builder(num_classes, input_shape)
+    options = dict(options or {})
+    generic = getattr(builder, "checks_input", False)
+    if not generic:
+        if options:
+            raise UserError(f"model={name} takes no {', '.join('model.' + key for key in options)}; "
+                            f"those are for model=torchvision and model=custom")
+        _check_input(name, builder, num_classes, input_shape)
+    if getattr(builder, "takes_weights", False):
+        model, weights = builder(num_classes, input_shape, weights=weights, **options), None
+    else:
+        model = builder(num_classes, input_shape, **options)
     if weights is not None or checkpoint is not None:
         from prunerun.models.pretrained import load_pretrained
 
@@ -47,7 +58,8 @@ def load_pruned(path: str | Path, device: str | torch.device = "cpu") -> nn.Modu
     saved = read_pruned(path)
     arch = saved["architecture"]
     with torch.device("meta"):
-        model = build_model(arch["model"], arch["num_classes"], tuple(arch["input_shape"]))
+        model = build_model(arch["model"], arch["num_classes"], tuple(arch["input_shape"]),
+                            options=arch.get("options"))
     return load_shrunk(model, saved, device)
 
 
@@ -63,5 +75,5 @@ def _check_input(name: str, builder: Callable, num_classes: int, input_shape: tu
 
 
 for _module in pkgutil.iter_modules(__path__):  # registers every builder
-    if _module.name not in ("common", "pretrained"):
+    if _module.name not in ("common", "pretrained"):  # torchvision.py and custom.py: the generic builders
         importlib.import_module(f"{__name__}.{_module.name}")

@@ -67,6 +67,8 @@ def _load(model: nn.Module, name: str, state: dict[str, torch.Tensor], source: s
     """Load ``state`` into ``model``: head keys only where shapes fit, gate buffers optional, else exact."""
     own = model.state_dict()
     head = tuple(getattr(model, "head", ()))
+    unused = tuple(getattr(model, "unused_keys", ()))  # parts the model is built without (auxiliary classifiers)
+    state = {key: value for key, value in state.items() if not key.startswith(unused)} if unused else state
     gates = {f"{path}.{buffer}" for path, module in model.named_modules() if isinstance(module, Gate)
              for buffer in ("keep", "fill")}
     fits = {key: value for key, value in state.items() if key in own and own[key].shape == value.shape}

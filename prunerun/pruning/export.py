@@ -23,20 +23,23 @@ from prunerun.pruning.units import gate_of, unit_layers
 FORMAT = "prunerun.pruned/1"
 
 
-def describe(model: nn.Module, name: str, num_classes: int, input_shape: tuple[int, ...]) -> dict:
-    """Architecture description of a gated ``model``: enough to rebuild its shrunk copy."""
+def describe(model: nn.Module, name: str, num_classes: int, input_shape: tuple[int, ...],
+             options: dict | None = None) -> dict:
+    """Architecture description of a gated ``model``: enough to rebuild its shrunk copy (``options``:
+    the builder's keywords, e.g. the torchvision architecture)."""
     return {
         "format": FORMAT, "model": name, "num_classes": int(num_classes), "input_shape": [int(s) for s in input_shape],
+        "options": dict(options or {}),
         "units": {layer.name: gate_of(model, layer).keep.nonzero().flatten().tolist() for layer in unit_layers(model)},
     }
 
 
 def save_pruned(model: nn.Module, path: str | Path, name: str, num_classes: int,
-                input_shape: tuple[int, ...]) -> nn.Module:
+                input_shape: tuple[int, ...], options: dict | None = None) -> nn.Module:
     """Shrink the gated ``model`` and save its state dict with :func:`describe`; returns the shrunk model."""
     small = shrink(model)
     state = {key: value.detach().cpu() for key, value in small.state_dict().items()}
-    saved = {"architecture": describe(model, name, num_classes, input_shape), "state_dict": state}
+    saved = {"architecture": describe(model, name, num_classes, input_shape, options), "state_dict": state}
     atomic_write(path, lambda file: torch.save(saved, file), "wb")
     return small
 
@@ -56,7 +59,7 @@ def load_shrunk(model: nn.Module, saved: dict, device: str | torch.device = "cpu
         keep[arch["units"][layer.name]] = 1
         gate.keep, gate.fill = keep, torch.zeros_like(keep)
         gate.set_units(keep)
-    small = shrink(model)
+    small = shrink(model, fold=False)  # the saved weights hold the folded fills already
     for key, value in state.items():  # fills propagated into padded convs, or into a bias-free consumer
         parent, _, leaf = key.rpartition(".")
         module = small.get_submodule(parent) if parent else small

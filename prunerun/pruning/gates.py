@@ -19,8 +19,9 @@ Observer = Callable[["Gate", torch.Tensor], None]
 class Gate(nn.Module):
     """Masks units of the map it receives; an optional observer sees every gated output."""
 
-    def __init__(self, num_units: int) -> None:
+    def __init__(self, num_units: int, dim: int = 1) -> None:
         super().__init__()
+        self.dim = dim  # the units' dimension: 1, or -1 on a channels-last map
         self.register_buffer("keep", torch.ones(num_units))
         self.register_buffer("fill", torch.zeros(num_units))
         self.observer: Observer | None = None
@@ -28,7 +29,7 @@ class Gate(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._pruned:
-            shape = (1, -1) + (1,) * (x.dim() - 2)
+            shape = (1, -1) + (1,) * (x.dim() - 2) if self.dim == 1 else (1,) * (x.dim() - 1) + (-1,)
             x = torch.addcmul((self.fill * (1 - self.keep)).view(shape), x, self.keep.view(shape))
         if self.observer is not None and x.requires_grad:
             self.observer(self, x)
@@ -47,7 +48,7 @@ class Gate(nn.Module):
         self._pruned = bool((self.keep == 0).any())
 
     def extra_repr(self) -> str:
-        return f"{int(self.keep.sum())}/{self.keep.numel()} kept"
+        return f"{int(self.keep.sum())}/{self.keep.numel()} kept" + ("" if self.dim == 1 else f", dim={self.dim}")
 
 
 @torch.no_grad()

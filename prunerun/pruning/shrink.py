@@ -109,14 +109,16 @@ def slice_module(module: nn.Module, inputs: torch.Tensor | None, outputs: torch.
 
 
 @torch.no_grad()
-def shrink(model: nn.Module) -> nn.Module:
-    """Dense copy of ``model`` with removed units dropped; same outputs (eval mode)."""
+def shrink(model: nn.Module, fold: bool = True) -> nn.Module:
+    """Dense copy of ``model`` with removed units dropped; same outputs (eval mode). ``fold=False``
+    skips folding the fills (a model built on the meta device, to load weights that hold them)."""
     model = copy.deepcopy(model)
-    propagate_fill(model, exact_borders=True)
+    if fold:
+        propagate_fill(model, exact_borders=True)
     masks = channel_masks(model)
     for layer in unit_layers(model):
         keep = gate_of(model, layer).keep
-        model.set_submodule(layer.gate, Gate(int(keep.sum())).to(keep))
+        model.set_submodule(layer.gate, Gate(int(keep.sum()), gate_of(model, layer).dim).to(keep))
     for path, (inputs, outputs) in masks.items():
         model.set_submodule(path, slice_module(model.get_submodule(path), inputs, outputs))
     return model

@@ -1,8 +1,9 @@
-"""Unit discovery: which layers hold prunable units and where their gates sit.
+"""Prunable units: which layers hold them and where their gates sit.
 
 A *unit* is an output channel of a conv layer or an output neuron of a linear layer. A model
-declares its prunable layers as :class:`UnitLayer` entries in ``model.unit_layers``; the
-classifier is never among them.
+carries its prunable layers as :class:`UnitLayer` entries in ``model.unit_layers``, found in its
+traced graph (:mod:`prunerun.pruning.discovery`) or declared by its builder; the classifier is
+never among them.
 """
 from __future__ import annotations
 
@@ -12,6 +13,18 @@ import torch
 from torch import nn
 
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+@dataclass(frozen=True)
+class Channels:
+    """Where a layer's units sit in module ``path``: unit u is channel ``offset + u`` (a layer
+    concatenated after others starts at an offset), or columns ``(offset + u)·repeat … + repeat − 1``
+    of a linear layer reading the map flattened (``repeat`` positions per channel)."""
+
+    path: str
+    offset: int = 0
+    repeat: int = 1
+    norm: str | None = None  # BatchNorm right after a bias-free consumer (it takes the fill instead)
 
 
 @dataclass(frozen=True)
@@ -29,6 +42,13 @@ class UnitLayer:
     coupled: tuple[str, ...] = ()
     # BatchNorm right after a bias-free consumer: removed units' fill folds into its running mean.
     consumer_norm: str | None = None
+    # Found in the graph (empty for declared layers): every reader of the units (``consumer`` is the
+    # first), channel-wise modules past the gate (a BatchNorm after a concatenation), and other
+    # producers whose outputs are multiplied into the units' map (a squeeze-excite block's last layer).
+    consumers: tuple[Channels, ...] = ()
+    through: tuple[Channels, ...] = ()
+    scales: tuple[str, ...] = ()
+    unit_dim: int = 1  # the map's unit dimension at the gate: 1, or -1 for channels-last maps ([N, tokens, C])
 
 
 def unit_layers(model: nn.Module) -> tuple[UnitLayer, ...]:
@@ -58,28 +78,52 @@ def channel_masks(model: nn.Module) -> dict[str, tuple[torch.Tensor | None, torc
 
     Producers, their norms and coupled modules lose outputs; consumers and coupled modules lose
     inputs. A linear consumer after a flatten reads P consecutive columns per unit, so its mask
-    repeats each unit's entry P times. Gates on the meta device (a model built for its shapes
+    repeats each unit's entry P times; a layer found in the graph names the offset and P of every
+    module it reaches (:class:`Channels`). Gates on the meta device (a model built for its shapes
     only) hold no values and count as keeping every unit.
     """
     masks: dict[str, list[torch.Tensor | None]] = {}
 
-    def mark(path: str, side: int, keep: torch.Tensor) -> None:
-        masks.setdefault(path, [None, None])[side] = keep
+    def mark(path: str, side: int, keep: torch.Tensor, offset: int = 0, repeat: int = 1) -> None:
+        module = model.get_submodule(path)
+        total = _channel_count(module, side)
+        current = masks.setdefault(path, [None, None])
+        if current[side] is None:
+            current[side] = torch.ones(total, dtype=torch.bool, device=keep.device)
+        current[side][offset * repeat:(offset + keep.numel()) * repeat] &= keep.repeat_interleave(repeat)
 
     for layer in unit_layers(model):
         keep = gate_of(model, layer).keep.bool()
-        if keep.is_meta:
+        if keep.is_meta or keep.all():
             continue
-        for path in (layer.producer, *([layer.norm] if layer.norm else []), *layer.coupled):
+        for path in (layer.producer, *([layer.norm] if layer.norm else []), *layer.coupled, *layer.scales):
             mark(path, 1, keep)
         for path in layer.coupled:
             if not isinstance(model.get_submodule(path), NORMS):
                 mark(path, 0, keep)
+        for channels in layer.through:
+            mark(channels.path, 1, keep, channels.offset)
+            if not isinstance(model.get_submodule(channels.path), NORMS):
+                mark(channels.path, 0, keep, channels.offset)
+        if layer.consumers:
+            for channels in layer.consumers:
+                mark(channels.path, 0, keep, channels.offset, channels.repeat)
+            continue
         consumer = model.get_submodule(layer.consumer)
+        repeat = 1
         if isinstance(consumer, nn.Linear):
             if consumer.in_features % keep.numel():
                 raise ValueError(f"{layer.consumer} reads {consumer.in_features} inputs, not a multiple of "
                                  f"{keep.numel()} units of layer {layer.name!r}")
-            keep = keep.repeat_interleave(consumer.in_features // keep.numel())
-        mark(layer.consumer, 0, keep)
+            repeat = consumer.in_features // keep.numel()
+        mark(layer.consumer, 0, keep, 0, repeat)
     return {path: (inputs, outputs) for path, (inputs, outputs) in masks.items()}
+
+
+def _channel_count(module: nn.Module, side: int) -> int:
+    """Input (side 0) or output (side 1) channels of a conv, linear or norm layer."""
+    if isinstance(module, NORMS):
+        return module.num_features
+    if isinstance(module, nn.Linear):
+        return (module.in_features, module.out_features)[side]
+    return (module.in_channels, module.out_channels)[side]

@@ -16,7 +16,7 @@ from prunerun.files import check_writable
 from prunerun.hashing import config_hash
 from prunerun.provenance import read_done, write_run_record
 from prunerun.runner.callbacks import create_measurers, start_training
-from prunerun.runner.job import Job, build_job, open_tables, pruning_level, resolve_device, seed_everything
+from prunerun.runner.job import Job, build_job, load_plugins, open_tables, pruning_level, resolve_device, seed_everything
 from prunerun.runner.stages import (DENSE_CHECKPOINT, correlate_criteria, correlation_data, finish, prune_after_training,
                                     prune_before_training, saved_dense_state, train_dense, train_while_pruning)
 from prunerun.results import prepare_folder
@@ -63,6 +63,7 @@ def start(cfg: Config, out_dir: Path, overrides: str, digest: str) -> Job:
     setting fails here, before anything is written), then open the run folder."""
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
+    load_plugins(cfg)
     level = pruning_level(cfg.schedule.name, cfg.scorer.name, cfg.prune.level)
     if cfg.correlate.enabled and get_schedule(cfg.schedule.name).when != "after_training":
         raise UserError(f"correlate.enabled studies the dense trained net; schedule={cfg.schedule.name} prunes "
@@ -74,7 +75,7 @@ def start(cfg: Config, out_dir: Path, overrides: str, digest: str) -> Job:
     if job.schedule.when == "after_training" and cfg.cache.enabled:
         check_writable(cfg.cache.dir, "cache.dir")  # before dense training, whose result it stores
     job.saved_dense = saved_dense_state(job) if job.schedule.when == "after_training" else None
-    log.info("%s on %s (%d/%d/%d examples), device %s, pruning %ss by %s (%s)", cfg.model.name, cfg.dataset.name,
+    log.info("%s on %s (%d/%d/%d examples), device %s, pruning %ss by %s (%s)", cfg.model.label, cfg.dataset.name,
              *(len(job.data.split(s)) for s in ("train", "val", "test")), device, level, cfg.scorer.name,
              cfg.schedule.name)
     out_dir.mkdir(parents=True, exist_ok=True)

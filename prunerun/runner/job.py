@@ -14,11 +14,12 @@ from torch import nn
 from tqdm import tqdm
 
 from prunerun.config import Config
-from prunerun.data import DataSplits, build_dataset
+from prunerun.data import DATASETS, DataSplits, build_dataset
 from prunerun.errors import UserError
 from prunerun.pruning.flops import output_sizes
 from prunerun.pruning.units import alive_units
 from prunerun.models import build_model
+from prunerun.plugins import load_plugin
 from prunerun.pruners import Pruner, UnitPruner, WeightPruner
 from prunerun.pruners.weights import balanced_batches, fixed_batches
 from prunerun.results import METRICS_COLUMNS, PENALTIES_COLUMNS, PRUNING_COLUMNS, CsvTable, run_identifiers
@@ -56,6 +57,12 @@ def resolve_device(name: str) -> torch.device:
         if device.index is not None and device.index >= count:
             raise UserError(f"device={name} but this machine has {count} CUDA device(s); use cuda:0 to cuda:{count - 1}")
     return device
+
+
+def load_plugins(cfg: Config) -> None:
+    """Import the modules of a dataset or scorer of the user's own (``dataset.target``, ``scorer.target``)."""
+    load_plugin(cfg.dataset.target, cfg.dataset.name, (DATASETS,), "dataset.target")
+    load_plugin(cfg.scorer.target, cfg.scorer.name, (SCORERS, WEIGHT_SCORERS), "scorer.target")
 
 
 def pruning_level(schedule_name: str, scorer_name: str, level: str = "auto") -> str:
@@ -215,11 +222,16 @@ def build_pruner(cfg: Config, level: str, model: nn.Module, data: DataSplits, sc
                         lambda: next(score_batches), sizes, balanced, reference)
 
 
+def model_options(cfg: Config) -> dict:
+    """The model builder's keywords: model.arch/target/kwargs."""
+    return cfg.model.options()
+
+
 def build_job(cfg: Config, out_dir: Path, overrides: str, device: torch.device, level: str) -> Job:
     """Data and model on ``device``, the pruner, both batch streams and the always-written tables."""
     data = build_dataset(cfg.dataset, cfg.seed).to(device)
     model = build_model(cfg.model.name, data.num_classes, data.input_shape, cfg.model.weights,
-                        cfg.model.checkpoint).to(device)
+                        cfg.model.checkpoint, model_options(cfg)).to(device)
     stream = lambda name: BatchStream(data.train, cfg.train.batch_size, generator(cfg.seed, name))  # noqa: E731
     batches, score_batches = stream("training"), stream("scoring")
     sizes = output_sizes(model, data.input_shape)

@@ -55,10 +55,13 @@ class GateStats:
         self.s_g: list[torch.Tensor] = []
         self.s_gz: list[torch.Tensor] = []
 
-    def observe(self, z: torch.Tensor) -> None:
-        """Register the backward hook on gate output ``z``."""
+    def observe(self, z: torch.Tensor, dim: int = 1) -> None:
+        """Register the backward hook on gate output ``z`` (units along ``dim``: 1, or -1 channels-last)."""
         saved = z.detach()  # the hook must not keep z's autograd graph alive
-        z.register_hook(lambda g: self._accumulate(saved, g))
+        if dim == 1:
+            z.register_hook(lambda g: self._accumulate(saved, g))
+        else:
+            z.register_hook(lambda g: self._accumulate(saved.movedim(dim, 1), g.movedim(dim, 1)))
 
     @torch.no_grad()
     def _accumulate(self, z: torch.Tensor, g: torch.Tensor) -> None:
@@ -129,7 +132,7 @@ def gather_stats(model: nn.Module, per_example: bool = False, moments: bool = Fa
     collectors = {layer.name: GateStats(per_example, moments) for layer in unit_layers(model)}
     gates = {layer.name: gate_of(model, layer) for layer in unit_layers(model)}
     for name, gate in gates.items():
-        gate.observer = lambda _gate, z, stats=collectors[name]: stats.observe(z)
+        gate.observer = lambda gate, z, stats=collectors[name]: stats.observe(z, gate.dim)
     try:
         yield collectors
     finally:

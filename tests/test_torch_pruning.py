@@ -1,0 +1,42 @@
+"""Side by side with Torch-Pruning: the same output channels removed from the same torchvision
+model give the same parameter count and the same outputs (skipped without torch-pruning)."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torchvision
+
+from prunerun.pruning.discovery import gate_model
+from prunerun.pruning.gates import remove_units
+from prunerun.pruning.layers import CONVS
+from prunerun.pruning.shrink import shrink
+from prunerun.pruning.units import gate_of, unit_layers
+
+tp = pytest.importorskip("torch_pruning", reason="the compare extra (pip install -e '.[compare]') is not installed")
+SHAPE = (3, 64, 64)
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "mobilenet_v2", "vgg11"])
+def test_prunerun_and_torch_pruning_shrink_the_same_channels_to_the_same_model(arch):
+    torch.manual_seed(0)
+    model = torchvision.models.get_model(arch, weights=None, num_classes=10).eval()
+    gated = gate_model(copy.deepcopy(model), SHAPE).eval()
+    generator = torch.Generator().manual_seed(0)
+    chosen = {}
+    for layer in unit_layers(gated):
+        units = gate_of(gated, layer).keep.numel()
+        chosen[layer.producer] = torch.randperm(units, generator=generator)[: int(0.3 * units)]
+        remove_units(gated, layer, chosen[layer.producer])
+    ours = shrink(gated).eval()
+    theirs = copy.deepcopy(model)
+    graph = tp.DependencyGraph().build_dependency(theirs, example_inputs=torch.zeros(1, *SHAPE))
+    for path, index in chosen.items():
+        module = theirs.get_submodule(path)
+        prune = tp.prune_conv_out_channels if isinstance(module, CONVS) else tp.prune_linear_out_channels
+        graph.get_pruning_group(module, prune, idxs=index.tolist()).prune()
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters())
+    x = torch.randn(2, *SHAPE)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), theirs(x), rtol=0, atol=1e-5)
