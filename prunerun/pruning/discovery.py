@@ -494,62 +494,70 @@ def discover(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[fx.GraphMo
     the graph module with a gate inserted for each, and what was found."""
     module = trace(model)
     parameter = next(model.parameters(), torch.empty(0))
-    device = parameter.device
-    was_training = module.training
-    try:  # one example through the model, in eval mode (BatchNorm in training mode needs two)
-        with torch.no_grad():
-            _Shapes(module.eval()).run(torch.zeros((1, *input_shape), device=device, dtype=parameter.dtype))
-    except Exception as error:  # the model's own error, whatever its type, in one line
-        raise DiscoveryError(f"cannot run {type(model).__name__} on examples of shape {tuple(input_shape)} "
-                             f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from None
-    finally:
-        module.train(was_training)
+    _record_shapes(module, model, input_shape, parameter)
     walk = _Walk(module)
     groups: dict[int, list[int]] = {}
-    for index, space in enumerate(walk.spaces):
+    for index in range(len(walk.spaces)):
         groups.setdefault(walk.root(index), []).append(index)
     layers, skipped, coupled = [], {}, []
-    gates = nn.Module()
-    module.add_module(GATES, gates)
+    module.add_module(GATES, nn.Module())
     for root, members in groups.items():
         spaces = [walk.spaces[i] for i in members]
         producers = [s for s in spaces if s.producer is not None]
-        if not producers:
-            continue
-        reason = _left_alone(walk, root, spaces, producers)
+        reason = _left_alone(walk, root, spaces, producers) if producers else None
         if reason is not None:
             skipped.update({space.producer: reason for space in producers})
             if walk.spaces[root].added and not any(s.barred for s in spaces):
                 coupled.extend(space.producer for space in producers)
-            continue
-        consumers = [c for s in spaces for c in s.consumers]
-        main = _main_producer(producers)
-        chain: list[str] = []
-        end = _chain_end(module, main.node, chain)
-        layout, ndim = walk.layouts[end], len(_shape(end))
-        if layout.dim not in (1, ndim - 1):
-            skipped[main.producer] = f"its channels lie on dimension {layout.dim} of {ndim}, not 1 or the last"
-            continue
-        key = main.producer.replace(".", "_")
-        dim = layout.dim if layout.dim == 1 else -1
-        gates.add_module(key, Gate(main.size, dim).to(parameter))
-        with module.graph.inserting_after(end):
-            gate_node = module.graph.call_module(f"{GATES}.{key}", (end,))
-        end.replace_all_uses_with(gate_node, delete_user_cb=lambda user: user is not gate_node)
-        norm = next((p for p in chain if isinstance(module.get_submodule(p), NORMS)), None)
-        chained = [p for p in chain if p != norm]
-        others = [c for s in spaces for c in s.through if c.path not in chain]
-        scales = tuple(s.producer for s in producers if s is not main)
-        first = _consumer_norms(module, consumers)
-        layers.append(UnitLayer(
-            main.producer, main.producer, f"{GATES}.{key}", first[0].path, norm=norm, coupled=tuple(chained),
-            consumers=tuple(first), through=tuple(others), scales=scales, unit_dim=dim,
-        ))
+        elif producers:
+            layer = _gate_group(module, walk, spaces, producers, parameter)
+            if isinstance(layer, str):
+                skipped[producers[0].producer] = layer
+            else:
+                layers.append(layer)
     module.graph.lint()
     module.recompile()
     order = {node.target: i for i, node in enumerate(module.graph.nodes) if node.op == "call_module"}
     layers.sort(key=lambda layer: order.get(layer.producer, 0))
     return module, Discovery(tuple(layers), skipped, tuple(coupled))
+
+
+def _record_shapes(module: fx.GraphModule, model: nn.Module, input_shape: tuple[int, ...],
+                   parameter: torch.Tensor) -> None:
+    """One example through the graph, in eval mode (BatchNorm in training mode needs two)."""
+    was_training = module.training
+    try:
+        with torch.no_grad():
+            _Shapes(module.eval()).run(torch.zeros((1, *input_shape), device=parameter.device, dtype=parameter.dtype))
+    except Exception as error:  # the model's own error, whatever its type, in one line
+        raise DiscoveryError(f"cannot run {type(model).__name__} on examples of shape {tuple(input_shape)} "
+                             f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from None
+    finally:
+        module.train(was_training)
+
+
+def _gate_group(module: fx.GraphModule, walk: _Walk, spaces: list[Space], producers: list[Space],
+                parameter: torch.Tensor) -> UnitLayer | str:
+    """Insert the group's gate after its main producer's chain; its :class:`UnitLayer`, or why not."""
+    main = _main_producer(producers)
+    chain: list[str] = []
+    end = _chain_end(module, main.node, chain)
+    layout, ndim = walk.layouts[end], len(_shape(end))
+    if layout.dim not in (1, ndim - 1):
+        return f"its channels lie on dimension {layout.dim} of {ndim}, not 1 or the last"
+    key, dim = main.producer.replace(".", "_"), (1 if layout.dim == 1 else -1)
+    module.get_submodule(GATES).add_module(key, Gate(main.size, dim).to(parameter))
+    with module.graph.inserting_after(end):
+        gate_node = module.graph.call_module(f"{GATES}.{key}", (end,))
+    end.replace_all_uses_with(gate_node, delete_user_cb=lambda user: user is not gate_node)
+    norm = next((p for p in chain if isinstance(module.get_submodule(p), NORMS)), None)
+    consumers = _consumer_norms(module, [c for s in spaces for c in s.consumers])
+    return UnitLayer(
+        main.producer, main.producer, f"{GATES}.{key}", consumers[0].path, norm=norm,
+        coupled=tuple(p for p in chain if p != norm), consumers=tuple(consumers),
+        through=tuple(c for s in spaces for c in s.through if c.path not in chain),
+        scales=tuple(s.producer for s in producers if s is not main), unit_dim=dim,
+    )
 
 
 def _consumer_norms(module: fx.GraphModule, consumers: list[Channels]) -> list[Channels]:

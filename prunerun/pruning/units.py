@@ -83,14 +83,7 @@ def channel_masks(model: nn.Module) -> dict[str, tuple[torch.Tensor | None, torc
     only) hold no values and count as keeping every unit.
     """
     masks: dict[str, list[torch.Tensor | None]] = {}
-
-    def mark(path: str, side: int, keep: torch.Tensor, offset: int = 0, repeat: int = 1) -> None:
-        module = model.get_submodule(path)
-        total = _channel_count(module, side)
-        current = masks.setdefault(path, [None, None])
-        if current[side] is None:
-            current[side] = torch.ones(total, dtype=torch.bool, device=keep.device)
-        current[side][offset * repeat:(offset + keep.numel()) * repeat] &= keep.repeat_interleave(repeat)
+    mark = lambda path, side, keep, offset=0, repeat=1: _mark(model, masks, path, side, keep, offset, repeat)  # noqa: E731
 
     for layer in unit_layers(model):
         keep = gate_of(model, layer).keep.bool()
@@ -118,6 +111,15 @@ def channel_masks(model: nn.Module) -> dict[str, tuple[torch.Tensor | None, torc
             repeat = consumer.in_features // keep.numel()
         mark(layer.consumer, 0, keep, 0, repeat)
     return {path: (inputs, outputs) for path, (inputs, outputs) in masks.items()}
+
+
+def _mark(model: nn.Module, masks: dict, path: str, side: int, keep: torch.Tensor, offset: int, repeat: int) -> None:
+    """Clear, in ``masks[path][side]`` (all kept at first), the channels of removed units: unit u is
+    channels ``(offset + u)·repeat … + repeat − 1`` of the module."""
+    current = masks.setdefault(path, [None, None])
+    if current[side] is None:
+        current[side] = torch.ones(_channel_count(model.get_submodule(path), side), dtype=torch.bool, device=keep.device)
+    current[side][offset * repeat:(offset + keep.numel()) * repeat] &= keep.repeat_interleave(repeat)
 
 
 def _channel_count(module: nn.Module, side: int) -> int:

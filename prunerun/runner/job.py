@@ -222,16 +222,11 @@ def build_pruner(cfg: Config, level: str, model: nn.Module, data: DataSplits, sc
                         lambda: next(score_batches), sizes, balanced, reference)
 
 
-def model_options(cfg: Config) -> dict:
-    """The model builder's keywords: model.arch/target/kwargs."""
-    return cfg.model.options()
-
-
 def build_job(cfg: Config, out_dir: Path, overrides: str, device: torch.device, level: str) -> Job:
     """Data and model on ``device``, the pruner, both batch streams and the always-written tables."""
     data = build_dataset(cfg.dataset, cfg.seed).to(device)
     model = build_model(cfg.model.name, data.num_classes, data.input_shape, cfg.model.weights,
-                        cfg.model.checkpoint, model_options(cfg)).to(device)
+                        cfg.model.checkpoint, cfg.model.options()).to(device)
     stream = lambda name: BatchStream(data.train, cfg.train.batch_size, generator(cfg.seed, name))  # noqa: E731
     batches, score_batches = stream("training"), stream("scoring")
     sizes = output_sizes(model, data.input_shape)

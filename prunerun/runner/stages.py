@@ -20,7 +20,7 @@ from prunerun.pruners.sparse_units import sparse_unit_rows, without_sparse_units
 from prunerun.pruning.export import save_pruned
 from prunerun.results import CORRELATION_COLUMNS, SCORES_COLUMNS, TIMING_COLUMNS
 from prunerun.runner.callbacks import prune_at_updates
-from prunerun.runner.job import Job, model_options
+from prunerun.runner.job import Job
 from prunerun.schedules import PruneEvent
 from prunerun.scorers.units import get_scorer, list_scorers
 from prunerun.seeds import stream_seed
@@ -146,7 +146,7 @@ def finish(job: Job, dense: dict | None) -> dict:
     atomic_write(out_dir / "model.pt", lambda file: torch.save(job.model.state_dict(), file), "wb")
     if job.pruner.level == "unit":  # the physically smaller network, loadable with the model builder alone
         small = save_pruned(job.model, out_dir / "pruned.pt", cfg.model.name, job.data.num_classes, job.data.input_shape,
-                            model_options(cfg))
+                            cfg.model.options())
         if cfg.measure.latency:
             job.table("timing", TIMING_COLUMNS).add(latency_rows(
                 job.model, job.data.input_shape, cfg.measure.latency_batch_size, repeats=cfg.measure.latency_repeats,
