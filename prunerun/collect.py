@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from prunerun.config import ModelConfig
 from prunerun.results import is_superseded
 
 
 def model_label(model: dict) -> str:
-    """As ``ModelConfig.label``: the name, with a generic builder's architecture or target."""
-    if model.get("arch"):
-        return f"torchvision.{model['arch']}"
-    return f"custom:{model['target']}" if model.get("target") else model["name"]
+    """``ModelConfig.label`` of a saved model section (older run.json files lack the newer keys)."""
+    fields = ModelConfig.__dataclass_fields__
+    return ModelConfig(**{key: value for key, value in model.items() if key in fields}).label
 
 
 def job_row(job: Path) -> dict:

@@ -100,8 +100,7 @@ class ModelConfig:
 
     @property
     def label(self) -> str:
-        """The model in result tables: its name, with the architecture or target of a generic builder
-        (``prunerun.collect.model_label`` reads the same from a saved config)."""
+        """The model in result tables: its name, with the architecture or target of a generic builder."""
         if self.name == "torchvision":
             return f"torchvision.{self.arch}"
         return f"custom:{self.target}" if self.name == "custom" else self.name

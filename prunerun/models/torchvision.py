@@ -73,16 +73,15 @@ def torchvision_model(num_classes: int, input_shape: tuple[int, ...], arch: str,
     except (TypeError, ValueError) as error:
         raise UserError(f"torchvision cannot build {arch} with {options} ({error})") from None
     read_channels(model, input_shape[0])
-    if weights is not None:
+    model.torchvision_weights = str(torchvision.models.get_model_weights(arch).DEFAULT)
+    model.head = head_of(model)
+    if weights is not None:  # before tracing: the file's keys are those of torchvision's own model
         from prunerun.models.pretrained import load_pretrained
 
-        model.torchvision_weights = str(torchvision.models.get_model_weights(arch).DEFAULT)
-        model.head = head_of(model)
         model.unused_keys = AUXILIARY.get(arch, ())
         load_pretrained(model, f"torchvision.{arch}", weights, None)
     gated = gate_model(model, input_shape)
-    gated.torchvision_weights = str(torchvision.models.get_model_weights(arch).DEFAULT)
-    gated.head = head_of(model)
+    gated.torchvision_weights, gated.head = model.torchvision_weights, model.head
     return gated
 
 
