@@ -74,11 +74,11 @@ class DiscoveryError(UserError):
 
 @dataclass
 class Space:
-    """The channels one layer makes (or one unsupported operation outputs: then ``barred``)."""
+    """The channels one conv or linear layer makes; ``barred`` says why they cannot be removed."""
 
     size: int
-    producer: str | None
-    node: fx.Node | None
+    producer: str
+    node: fx.Node
     barred: str | None = None
     consumers: list[Channels] = field(default_factory=list)
     through: list[Channels] = field(default_factory=list)
@@ -189,8 +189,8 @@ class _Walk:
             index = self.spaces[index].parent
         return index
 
-    def new(self, size: int, node: fx.Node, producer: str | None = None, barred: str | None = None) -> int:
-        self.spaces.append(Space(size, producer, node, barred))
+    def new(self, size: int, node: fx.Node, producer: str) -> int:
+        self.spaces.append(Space(size, producer, node))
         return len(self.spaces) - 1
 
     def bar_space(self, space: Space, reason: str) -> None:
@@ -502,14 +502,13 @@ def discover(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[fx.GraphMo
     layers, skipped, coupled = [], {}, []
     module.add_module(GATES, nn.Module())
     for root, members in groups.items():
-        spaces = [walk.spaces[i] for i in members]
-        producers = [s for s in spaces if s.producer is not None]
-        reason = _left_alone(walk, root, spaces, producers) if producers else None
+        spaces = producers = [walk.spaces[i] for i in members]  # every space has the layer that made it
+        reason = _left_alone(walk, root, spaces, producers)
         if reason is not None:
             skipped.update({space.producer: reason for space in producers})
             if walk.spaces[root].added and not any(s.barred for s in spaces):
                 coupled.extend(space.producer for space in producers)
-        elif producers:
+        else:
             layer = _gate_group(module, walk, spaces, producers, parameter)
             if isinstance(layer, str):
                 skipped[producers[0].producer] = layer
