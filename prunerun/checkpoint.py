@@ -45,6 +45,8 @@ def dense_key(cfg, device: torch.device) -> str:
         "scorer_options": {k: v for k, v in dataclasses.asdict(cfg.scorer).items() if k != "name"}
         if measured and cfg.measure.weight_scorers else None,
         "attack": dataclasses.asdict(cfg.attack) if cfg.attack.layer else None,
+        # residual streams gated too: more gates in the state (absent when false: earlier keys stay valid)
+        **({"coupled": True} if cfg.prune.coupled else {}),
     })
 
 

@@ -3,6 +3,7 @@
 one line each."""
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import sys
@@ -62,11 +63,19 @@ def reloads_as_gated(folder: Path, options: dict, name: str) -> None:
 
 
 def test_a_torchvision_model_prunes_finetunes_and_writes_pruned_pt(tmp_path):
-    result = prunerun("model=torchvision", "model.arch=resnet18", *RUN, f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+    """Its residual streams too (prune.coupled=true), filled with their maps' means."""
+    result = prunerun("model=torchvision", "model.arch=resnet18", "prune.coupled=true", "prune.mean_replacement=true",
+                      *RUN, f"hydra.run.dir={tmp_path}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "pruned.pt").is_file() and (tmp_path / "done.json").is_file()
     assert "torchvision.resnet18" in (tmp_path / "metrics.csv").read_text()
-    reloads_as_gated(tmp_path, {"arch": "resnet18", "kwargs": {}}, "torchvision")
+    options = {"arch": "resnet18", "kwargs": {}, "coupled": True}
+    reloads_as_gated(tmp_path, options, "torchvision")
+    streams = [layer.name for layer in unit_layers(build_model("torchvision", 10, (3, 32, 32), options=options))
+               if layer.other_producers]
+    with open(tmp_path / "pruning.csv", newline="") as file:
+        rows = {row["layer"]: row for row in csv.DictReader(file) if row["phase"] == "finetuned"}
+    assert len(streams) == 4 and any(int(rows[name]["units_kept"]) < int(rows[name]["units_total"]) for name in streams)
 
 
 def test_a_custom_model_from_a_module_of_the_users_prunes_and_writes_pruned_pt(tmp_path):

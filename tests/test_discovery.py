@@ -137,7 +137,7 @@ def remove_third(model: nn.Module, fill: bool, seed: int = 0) -> None:
 
 
 def groups(model: nn.Module) -> dict[str, tuple]:
-    return {layer.name: (layer.consumers, layer.through, layer.scales, layer.unit_dim) for layer in unit_layers(model)}
+    return {layer.name: (layer.consumers, layer.through, layer.other_producers, layer.unit_dim) for layer in unit_layers(model)}
 
 
 def test_a_plain_chain_gates_after_the_activation_and_reads_a_flatten_as_p_columns_per_unit():
@@ -162,7 +162,7 @@ def test_a_squeeze_excite_scale_joins_the_expansion_group_and_the_reduction_is_a
     found = {layer.name: layer for layer in unit_layers(gated("squeeze_excite"))}
     assert set(found) == {"expand", "fc1", "project"}
     expand = found["expand"]
-    assert expand.scales == ("fc2",) and expand.coupled == ("depthwise", "bn2") and expand.norm == "bn1"
+    assert expand.other_producers == ("fc2",) and expand.coupled == ("depthwise", "bn2") and expand.norm == "bn1"
     assert {c.path for c in expand.consumers} == {"fc1", "project"}
 
 

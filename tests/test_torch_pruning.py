@@ -18,11 +18,15 @@ tp = pytest.importorskip("torch_pruning", reason="the compare extra (pip install
 SHAPE = (3, 64, 64)
 
 
-@pytest.mark.parametrize("arch", ["resnet18", "mobilenet_v2", "vgg11"])
-def test_prunerun_and_torch_pruning_shrink_the_same_channels_to_the_same_model(arch):
+@pytest.mark.parametrize(("arch", "coupled"), [("resnet18", False), ("mobilenet_v2", False), ("vgg11", False),
+                                               ("resnet18", True), ("mobilenet_v2", True)])
+def test_prunerun_and_torch_pruning_shrink_the_same_channels_to_the_same_model(arch, coupled):
+    """With ``coupled``, residual streams too: Torch-Pruning's group of a stream's first layer holds
+    every layer the stream adds, as prunerun's one gated group does."""
     torch.manual_seed(0)
     model = torchvision.models.get_model(arch, weights=None, num_classes=10).eval()
-    gated = gate_model(copy.deepcopy(model), SHAPE).eval()
+    gated = gate_model(copy.deepcopy(model), SHAPE, coupled).eval()
+    assert any(layer.other_producers for layer in unit_layers(gated)) == coupled
     generator = torch.Generator().manual_seed(0)
     chosen = {}
     for layer in unit_layers(gated):

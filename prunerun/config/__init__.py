@@ -220,6 +220,7 @@ class PruneConfig:
     saliency_loss: str = "cross_entropy"  # weights: cross_entropy | nll_logits (official FORCE code)
     record_saliency: bool = True  # gradual: FORCE saliency of each mask ÷ one-shot SNIP's (FORCE figs. 4, 6)
     counting: str = "floor"  # units of a layer a fraction names: floor (the papers: ⌊256/10⌋ = 25) or round
+    coupled: bool = False  # units found in the graph: also prune residual streams, each as one group
 
     def __post_init__(self) -> None:
         _check(
@@ -356,6 +357,10 @@ class Config:
             self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
             f"device={self.device!r} is not one of auto, cpu, cuda, cuda:N",
         )
+
+    def builder_options(self) -> dict[str, Any]:
+        """The model builder's keywords: ``model.options()``, and ``coupled`` under ``prune.coupled=true``."""
+        return {**self.model.options(), **({"coupled": True} if self.prune.coupled else {})}
 
 
 def check_known_keys(node: Any, schema: type | None = None, prefix: str = "") -> None:

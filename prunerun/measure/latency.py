@@ -16,7 +16,7 @@ from torch import nn
 from prunerun.pruning.flops import layer_costs, output_sizes
 from prunerun.pruning.modes import eval_mode
 from prunerun.pruning.shrink import shrink
-from prunerun.pruning.units import gate_of, unit_layers
+from prunerun.pruning.units import gates_of, unit_layers
 
 
 def _sync(device: torch.device) -> None:
@@ -46,8 +46,8 @@ def dense_variant(model: nn.Module) -> nn.Module:
     """The gated model with every unit back in, shrunk (so built like the pruned variant)."""
     dense = copy.deepcopy(model)
     for layer in unit_layers(dense):
-        gate = gate_of(dense, layer)
-        gate.set_units(torch.ones_like(gate.keep), torch.zeros_like(gate.fill))
+        for gate in gates_of(dense, layer):
+            gate.set_units(torch.ones_like(gate.keep), torch.zeros_like(gate.fill))
     return shrink(dense)
 
 

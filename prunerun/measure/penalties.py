@@ -27,7 +27,7 @@ from prunerun.errors import UserError
 from prunerun.pruners.units import fills, score, statistics
 from prunerun.pruning import alive_units, gate_state, remove_selection, restore_gates, unit_layers
 from prunerun.pruning.modes import forward_hooks, set_eval_mode
-from prunerun.pruning.units import gate_of
+from prunerun.pruning.units import gates_of
 from prunerun.scorers.units import Scorer, get_scorer
 from prunerun.scorers.units.selection import select_units
 from prunerun.seeds import generator
@@ -119,18 +119,24 @@ class PenaltyMeasurer:
 
     @torch.no_grad()
     def _squares(self, model: nn.Module, batches, means: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, ...]]:
-        """Per layer and unit, the mean over examples of Σ_m z² and of Σ_m (z − mean_z)² at the gate."""
+        """Per layer and unit, the mean over examples of Σ_m z² and of Σ_m (z − mean_z)² at the gate
+        (summed over the gates of a layer in several maps, each with its own mean)."""
         sums: dict[str, list[torch.Tensor]] = {}
 
-        def hook(name: str):
-            def add(_module, _inputs, z: torch.Tensor) -> None:
-                z3 = z.detach().double().reshape(z.shape[0], z.shape[1], -1)  # [examples, units, positions]
-                centred = z3 - means[name].double()[None, :, None]
+        def hook(key: tuple[str, int]):
+            name, site = key
+            mean = means[name][site] if means[name].dim() == 2 else means[name]
+
+            def add(module, _inputs, z: torch.Tensor) -> None:
+                z = z.detach().double().movedim(module.dim, 1)
+                z3 = z.reshape(z.shape[0], z.shape[1], -1)  # [examples, units, positions]
+                centred = z3 - mean.double()[None, :, None]
                 totals = (z3.square().sum((0, 2)), centred.square().sum((0, 2)))
                 sums[name] = [a + b for a, b in zip(sums[name], totals)] if name in sums else list(totals)
             return add
 
-        with forward_hooks({layer.name: gate_of(model, layer) for layer in unit_layers(model)}, hook):
+        gates = {(layer.name, site): gate for layer in unit_layers(model) for site, gate in enumerate(gates_of(model, layer))}
+        with forward_hooks(gates, hook):
             for x, _ in batches:
                 model(x)
         examples = sum(len(y) for _, y in batches)

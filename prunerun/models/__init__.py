@@ -30,12 +30,15 @@ def build_model(name: str, num_classes: int, input_shape: tuple[int, ...], weigh
     ``weights="imagenet"`` loads torchvision's weights from the torch hub cache, ``checkpoint`` a
     local state dict; the classifier stays newly initialised for ``num_classes`` unless the
     checkpoint's fits (transfer learning, Molchanov et al. 2017 §3.3). ``options`` are the generic
-    builders' keywords (``arch`` of ``torchvision``, ``target`` of ``custom``, their ``kwargs``);
-    the zoo's builders take none.
+    builders' keywords (``arch`` of ``torchvision``, ``target`` of ``custom``, their ``kwargs``, and
+    ``coupled``: residual streams gated as groups); the zoo's builders take none.
     """
     builder, input_shape = MODELS.get(name), tuple(input_shape)
     options = dict(options or {})
     generic = getattr(builder, "checks_input", False)
+    if options.get("coupled") and not generic:
+        raise UserError(f"prune.coupled=true prunes residual streams found in the traced graph, and model={name} "
+                        f"declares its units by hand; use model=torchvision model.arch=... or model=custom")
     if not generic:
         if options:
             raise UserError(f"model={name} takes no {', '.join('model.' + key for key in options)}; "

@@ -19,8 +19,10 @@ from prunerun.targets import import_target
 
 
 @register_model("custom")
-def custom_model(num_classes: int, input_shape: tuple[int, ...], target: str, kwargs: dict | None = None) -> nn.Module:
-    """The model ``target`` builds, gated by discovery unless it declares its units."""
+def custom_model(num_classes: int, input_shape: tuple[int, ...], target: str, kwargs: dict | None = None,
+                 coupled: bool = False) -> nn.Module:
+    """The model ``target`` builds, gated by discovery unless it declares its units (``coupled``:
+    residual streams too)."""
     build = import_target(target, "model.target")
     if not callable(build):
         raise UserError(f"model.target={target} is a {type(build).__name__}, not a function returning an nn.Module")
@@ -40,8 +42,11 @@ def custom_model(num_classes: int, input_shape: tuple[int, ...], target: str, kw
     if not isinstance(model, nn.Module):
         raise UserError(f"model.target={target} returned a {type(model).__name__}, not an nn.Module")
     if getattr(model, "unit_layers", ()):
+        if coupled:
+            raise UserError(f"prune.coupled=true prunes residual streams found in the traced graph, and "
+                            f"model.target={target} declares its units by hand")
         return model
-    return gate_model(model, input_shape)
+    return gate_model(model, input_shape, coupled)
 
 
 custom_model.checks_input = True  # discovery runs an example itself, with a clear error

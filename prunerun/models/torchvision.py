@@ -59,8 +59,9 @@ def read_channels(model: nn.Module, channels: int) -> None:
 
 @register_model("torchvision")
 def torchvision_model(num_classes: int, input_shape: tuple[int, ...], arch: str, kwargs: dict | None = None,
-                      weights: str | None = None) -> nn.Module:
-    """torchvision's ``arch`` for ``num_classes`` and examples of ``input_shape``, gated by discovery."""
+                      weights: str | None = None, coupled: bool = False) -> nn.Module:
+    """torchvision's ``arch`` for ``num_classes`` and examples of ``input_shape``, gated by discovery
+    (``coupled``: residual streams too)."""
     names = classification_models()
     if arch not in names:
         close = difflib.get_close_matches(arch, names, n=1)
@@ -80,7 +81,7 @@ def torchvision_model(num_classes: int, input_shape: tuple[int, ...], arch: str,
 
         model.unused_keys = AUXILIARY.get(arch, ())
         load_pretrained(model, f"torchvision.{arch}", weights, None)
-    gated = gate_model(model, input_shape)
+    gated = gate_model(model, input_shape, coupled)
     gated.torchvision_weights, gated.head = model.torchvision_weights, model.head
     return gated
 

@@ -51,8 +51,10 @@ def score(scorer: Scorer, model: nn.Module, stats: dict[str, LayerStats], genera
 
 
 def fills(stats: dict[str, LayerStats]) -> dict[str, torch.Tensor]:
-    """Mean replacement: what each removed unit outputs, its mean activation (thesis §3.1)."""
-    return {name: layer_stats.mean_z for name, layer_stats in stats.items()}
+    """Mean replacement: what each removed unit outputs, its mean activation (thesis §3.1); in each of
+    its maps, ``[sites, U]``, for a layer with several gates."""
+    return {name: torch.stack([site.mean_z for site in layer_stats.sites]) if layer_stats.sites else layer_stats.mean_z
+            for name, layer_stats in stats.items()}
 
 
 def unit_rows(model: nn.Module, sizes: dict[str, tuple[int, ...]]) -> list[dict]:

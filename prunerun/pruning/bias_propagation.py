@@ -28,7 +28,7 @@ from torch import nn
 
 from prunerun.pruning.layers import CONVS, add_fill_kernel
 from prunerun.pruning.modes import eval_mode
-from prunerun.pruning.units import Channels, UnitLayer, gate_of, unit_layers
+from prunerun.pruning.units import Channels, UnitLayer, gate_of, gates_of, unit_layers
 
 
 def dense_weight(conv: nn.Module) -> torch.Tensor:
@@ -145,7 +145,8 @@ def fold_received_fill(model: nn.Module, layers: list[UnitLayer], exact_borders:
             constant = torch.zeros(dense_width(consumer), dtype=value.dtype, device=value.device)
             constant[columns.to(value.device)] = value
             _fold_constant(model, channels, consumer, constant, exact_borders)
-        gate.set_units(gate.keep, torch.zeros_like(gate.fill))
+        for site in gates_of(model, layer):
+            site.set_units(site.keep, torch.zeros_like(site.fill))
 
 
 def dense_width(consumer: nn.Module) -> int:

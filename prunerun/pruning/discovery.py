@@ -83,7 +83,8 @@ class Space:
     consumers: list[Channels] = field(default_factory=list)
     through: list[Channels] = field(default_factory=list)
     parent: int = -1  # union-find: the space this one was merged into, -1 for a root
-    added: bool = False  # merged by an addition: a coupled group
+    added: bool = False  # merged by an addition: a coupled group (a residual stream)
+    scaled: bool = False  # merged by a multiplication (a squeeze-excite scale)
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,7 @@ class _Walk:
         self.spaces: list[Space] = []
         self.layouts: dict[fx.Node, Layout] = {}
         self.calls: dict[str, int] = {}
+        self.adds: list[fx.Node] = []  # additions that tie or keep one space: the maps of residual streams
         for node in module.graph.nodes:
             self.visit(node)
         for space in self.spaces:  # a module called twice reads or makes two different maps
@@ -206,7 +208,10 @@ class _Walk:
         a, b = self.root(a), self.root(b)
         if a != b:
             self.spaces[b].parent = a
+            self.spaces[a].added |= self.spaces[b].added
+            self.spaces[a].scaled |= self.spaces[b].scaled
         self.spaces[a].added |= added
+        self.spaces[a].scaled |= not added
 
     def barrier(self, node: fx.Node, reason: str) -> None:
         """An operation the walk does not see through: its inputs' channels are kept, its output untracked."""
@@ -349,16 +354,17 @@ class _Walk:
         first = operands[0]
         if any(op.dim != first.dim for op in operands):
             return self.barrier(node, f"{_name(node)} of maps with their channels on other dimensions")
+        single = all(len(op.parts) == 1 and op.repeat == 1 == first.repeat for op in operands)
         if all(op.parts == first.parts and op.repeat == first.repeat for op in operands):
             self.layouts[node] = first
-            return
-        if all(len(op.parts) == 1 and op.repeat == 1 == first.repeat for op in operands) and \
-                len({op.size for op in operands}) == 1:
+        elif single and len({op.size for op in operands}) == 1:
             for op in operands[1:]:
                 self.merge(first.parts[0][0], op.parts[0][0], added)
             self.layouts[node] = first
-            return
-        self.barrier(node, f"{_name(node)} of maps with different channel layouts")
+        else:
+            return self.barrier(node, f"{_name(node)} of maps with different channel layouts")
+        if added and single and len(operands) > 1:
+            self.adds.append(node)
 
     def cat(self, node: fx.Node, shape: tuple[int, ...]) -> None:
         tensors = node.args[0] if node.args else node.kwargs["tensors"]
@@ -465,16 +471,19 @@ def _main_producer(producers: list[Space]) -> Space | None:
     return next((s for s in producers if all(o is s or s.node in _ancestors(o.node) for o in producers)), None)
 
 
-def _left_alone(walk: _Walk, root: int, spaces: list[Space], producers: list[Space]) -> str | None:
-    """Why a group cannot be gated as one, or None."""
+def _left_alone(walk: _Walk, root: int, spaces: list[Space], coupled: bool) -> str | None:
+    """Why a group cannot be gated as one, or None (``coupled``: residual streams are gated too)."""
     barred = next((s.barred for s in spaces if s.barred), None)
     if barred:
         return barred
-    if walk.spaces[root].added:
-        return "tied to other layers by a residual addition"
+    added, scaled = walk.spaces[root].added, walk.spaces[root].scaled
+    if added and not coupled:
+        return "tied to other layers by a residual addition (prune.coupled=true prunes them as one group)"
+    if added and scaled:
+        return "tied to other layers by a residual addition and multiplied by another layer's output"
     if not any(s.consumers for s in spaces):
         return "no conv or linear layer reads it"
-    if _main_producer(producers) is None:
+    if not added and _main_producer(spaces) is None:
         return "multiplied by another layer's output that does not derive from it"
     return None
 
@@ -489,9 +498,10 @@ def _ancestors(node: fx.Node) -> set[fx.Node]:
     return seen
 
 
-def discover(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[fx.GraphModule, Discovery]:
+def discover(model: nn.Module, input_shape: tuple[int, ...], coupled: bool = False) -> tuple[fx.GraphModule, Discovery]:
     """Trace ``model`` (built on any device, the meta device included), find its groups and return
-    the graph module with a gate inserted for each, and what was found."""
+    the graph module with a gate inserted for each, and what was found (``coupled``: residual
+    streams become groups too, see :func:`_gate_stream`)."""
     module = trace(model)
     parameter = next(model.parameters(), torch.empty(0))
     _record_shapes(module, model, input_shape, parameter)
@@ -499,26 +509,27 @@ def discover(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[fx.GraphMo
     groups: dict[int, list[int]] = {}
     for index in range(len(walk.spaces)):
         groups.setdefault(walk.root(index), []).append(index)
-    layers, skipped, coupled = [], {}, []
+    layers, skipped, tied = [], {}, []
     module.add_module(GATES, nn.Module())
     for root, members in groups.items():
-        spaces = producers = [walk.spaces[i] for i in members]  # every space has the layer that made it
-        reason = _left_alone(walk, root, spaces, producers)
+        spaces = [walk.spaces[i] for i in members]  # every space has the layer that made it
+        reason = _left_alone(walk, root, spaces, coupled)
         if reason is not None:
-            skipped.update({space.producer: reason for space in producers})
+            skipped.update({space.producer: reason for space in spaces})
             if walk.spaces[root].added and not any(s.barred for s in spaces):
-                coupled.extend(space.producer for space in producers)
+                tied.extend(space.producer for space in spaces)
+            continue
+        gate = _gate_stream if walk.spaces[root].added else _gate_group
+        layer = gate(module, walk, spaces, parameter)
+        if isinstance(layer, str):
+            skipped.update({space.producer: layer for space in spaces})
         else:
-            layer = _gate_group(module, walk, spaces, producers, parameter)
-            if isinstance(layer, str):
-                skipped[producers[0].producer] = layer
-            else:
-                layers.append(layer)
+            layers.append(layer)
     module.graph.lint()
     module.recompile()
     order = {node.target: i for i, node in enumerate(module.graph.nodes) if node.op == "call_module"}
     layers.sort(key=lambda layer: order.get(layer.producer, 0))
-    return module, Discovery(tuple(layers), skipped, tuple(coupled))
+    return module, Discovery(tuple(layers), skipped, tuple(tied))
 
 
 def _record_shapes(module: fx.GraphModule, model: nn.Module, input_shape: tuple[int, ...],
@@ -535,27 +546,71 @@ def _record_shapes(module: fx.GraphModule, model: nn.Module, input_shape: tuple[
         module.train(was_training)
 
 
-def _gate_group(module: fx.GraphModule, walk: _Walk, spaces: list[Space], producers: list[Space],
-                parameter: torch.Tensor) -> UnitLayer | str:
+def _gate_group(module: fx.GraphModule, walk: _Walk, spaces: list[Space], parameter: torch.Tensor) -> UnitLayer | str:
     """Insert the group's gate after its main producer's chain; its :class:`UnitLayer`, or why not."""
-    main = _main_producer(producers)
+    main = _main_producer(spaces)
     chain: list[str] = []
     end = _chain_end(module, main.node, chain)
+    dim = _unit_dim(walk, end)
+    if isinstance(dim, str):
+        return dim
+    gate = _insert_gate(module, end, main.producer.replace(".", "_"), Gate(main.size, dim).to(parameter))
+    return _group_layer(module, spaces, main, chain, (gate,), dim)
+
+
+def _gate_stream(module: fx.GraphModule, walk: _Walk, spaces: list[Space], parameter: torch.Tensor) -> UnitLayer | str:
+    """A residual stream as one group (``prune.coupled=true``): its channels are those of every layer
+    added into it, so each of its maps that anything but the stream's own additions reads (a block's
+    output after the addition and its activation, the first map the stream starts from) gets a gate,
+    all sharing one keep-mask. Zeroing a unit in all of them is removing it from every layer of the
+    stream; each gate keeps its own fill, so mean replacement fills each map with that map's mean."""
+    order = {node: i for i, node in enumerate(module.graph.nodes)}
+    members = {s.node for s in spaces}
+    root = walk.root(walk.spaces.index(spaces[0]))
+    adds = {node for node in walk.adds if walk.root(walk.layouts[node].parts[0][0]) == root}
+    main, chain, ends = min(spaces, key=lambda s: order[s.node]), [], []
+    _chain_end(module, main.node, chain)
+    for node in sorted(members | adds, key=order.get):
+        end = _chain_end(module, node, [])
+        if end not in ends and not all(user in adds for user in end.users):
+            ends.append(end)
+    dims = {_unit_dim(walk, end) for end in ends}
+    if len(dims) != 1 or isinstance(dim := dims.pop(), str):
+        return "its maps do not all hold the channels on dimension 1, or all on the last"
+    key = main.producer.replace(".", "_")
+    gates = tuple(_insert_gate(module, end, key if i == 0 else f"{key}__site{i}", Gate(main.size, dim).to(parameter))
+                  for i, end in enumerate(ends))
+    return _group_layer(module, spaces, main, chain, gates, dim)
+
+
+def _unit_dim(walk: _Walk, end: fx.Node) -> int | str:
+    """The gate's unit dimension on map ``end`` (1, or -1 channels-last), or why it has none."""
     layout, ndim = walk.layouts[end], len(_shape(end))
     if layout.dim not in (1, ndim - 1):
         return f"its channels lie on dimension {layout.dim} of {ndim}, not 1 or the last"
-    key, dim = main.producer.replace(".", "_"), (1 if layout.dim == 1 else -1)
-    module.get_submodule(GATES).add_module(key, Gate(main.size, dim).to(parameter))
+    return 1 if layout.dim == 1 else -1
+
+
+def _insert_gate(module: fx.GraphModule, end: fx.Node, key: str, gate: Gate) -> str:
+    """``gate`` on map ``end``: every reader of ``end`` reads the gate's output; its module path."""
+    module.get_submodule(GATES).add_module(key, gate)
     with module.graph.inserting_after(end):
         gate_node = module.graph.call_module(f"{GATES}.{key}", (end,))
     end.replace_all_uses_with(gate_node, delete_user_cb=lambda user: user is not gate_node)
+    return f"{GATES}.{key}"
+
+
+def _group_layer(module: fx.GraphModule, spaces: list[Space], main: Space, chain: list[str], gates: tuple[str, ...],
+                 dim: int) -> UnitLayer:
+    """The :class:`UnitLayer` of a gated group: ``main`` makes the units, ``chain`` its BatchNorm and
+    depthwise convs before the (first) gate, the other spaces' producers make them too."""
     norm = next((p for p in chain if isinstance(module.get_submodule(p), NORMS)), None)
     consumers = _consumer_norms(module, [c for s in spaces for c in s.consumers])
     return UnitLayer(
-        main.producer, main.producer, f"{GATES}.{key}", consumers[0].path, norm=norm,
+        main.producer, main.producer, gates[0], consumers[0].path, norm=norm,
         coupled=tuple(p for p in chain if p != norm), consumers=tuple(consumers),
         through=tuple(c for s in spaces for c in s.through if c.path not in chain),
-        scales=tuple(s.producer for s in producers if s is not main), unit_dim=dim,
+        other_producers=tuple(s.producer for s in spaces if s is not main), unit_dim=dim, sites=gates[1:],
     )
 
 
@@ -573,10 +628,11 @@ def _consumer_norms(module: fx.GraphModule, consumers: list[Channels]) -> list[C
     return found
 
 
-def gate_model(model: nn.Module, input_shape: tuple[int, ...]) -> GatedGraph:
+def gate_model(model: nn.Module, input_shape: tuple[int, ...], coupled: bool = False) -> GatedGraph:
     """``model`` with a gate on every group discovery finds, its layers as ``unit_layers`` and what it
-    left alone as ``skipped_units``; a :class:`DiscoveryError` if it finds none."""
-    module, found = discover(model, input_shape)
+    left alone as ``skipped_units``; a :class:`DiscoveryError` if it finds none (``coupled``: residual
+    streams too)."""
+    module, found = discover(model, input_shape, coupled)
     if not found.layers:
         reasons = sorted(set(found.skipped.values()))
         raise DiscoveryError(f"{type(model).__name__} has no prunable units: none of its conv or linear outputs "

@@ -18,7 +18,7 @@ from torch import nn
 from prunerun.files import atomic_write
 from prunerun.pruning.layers import add_fill_kernel
 from prunerun.pruning.shrink import shrink
-from prunerun.pruning.units import gate_of, unit_layers
+from prunerun.pruning.units import gate_of, gates_of, unit_layers
 
 FORMAT = "prunerun.pruned/1"
 
@@ -54,11 +54,11 @@ def load_shrunk(model: nn.Module, saved: dict, device: str | torch.device = "cpu
     architecture built on the meta device, and loaded on ``device`` (eval mode)."""
     arch, state = saved["architecture"], saved["state_dict"]
     for layer in unit_layers(model):  # real masks on a meta model: shrinking needs their values only
-        gate = gate_of(model, layer)
-        keep = torch.zeros(gate.keep.numel())
-        keep[arch["units"][layer.name]] = 1
-        gate.keep, gate.fill = keep, torch.zeros_like(keep)
-        gate.set_units(keep)
+        for gate in gates_of(model, layer):
+            keep = torch.zeros(gate.keep.numel())
+            keep[arch["units"][layer.name]] = 1
+            gate.keep, gate.fill = keep, torch.zeros_like(keep)
+            gate.set_units(keep)
     small = shrink(model, fold=False)  # the saved weights hold the folded fills already
     for key, value in state.items():  # fills propagated into padded convs, or into a bias-free consumer
         parent, _, leaf = key.rpartition(".")

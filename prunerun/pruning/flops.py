@@ -102,12 +102,12 @@ def layer_costs(model: nn.Module, sizes: dict[str, tuple[int, ...]]) -> dict[str
 
 
 def unit_layer_costs(model: nn.Module, sizes: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, int]]:
-    """Layer name → (params, FLOPs) of its producer, norm and coupled modules (submodules included,
+    """Layer name → (params, FLOPs) of its producers, norm and coupled modules (submodules included,
     so the per-group convs of a shrunk grouped conv count too). Works on gated and shrunk models."""
     costs = layer_costs(model, sizes)
     totals = {}
     for layer in unit_layers(model):
-        roots = [layer.producer, *([layer.norm] if layer.norm else []), *layer.coupled]
+        roots = [layer.producer, *([layer.norm] if layer.norm else []), *layer.coupled, *layer.other_producers]
         parts = [c for path, c in costs.items() if any(path == r or path.startswith(r + ".") for r in roots)]
         totals[layer.name] = (sum(p for p, _ in parts), sum(f for _, f in parts))
     return totals
@@ -126,7 +126,8 @@ def unit_flops(model: nn.Module, sizes: dict[str, tuple[int, ...]]) -> dict[str,
 
     Molchanov 2017 §2.4 eq. 9 (Θ − λ·Θ^flops_l, λ = 1e-3 on normalised criteria) with Θ^flops_l
     from appendix A.1: conv ``2HW(C_in K² + 1)``, linear ``2I − 1``, C_in/I the kept inputs (per
-    group, averaged over groups), plus a coupled depthwise conv's map. Only the producer's cost, as
+    group, averaged over groups), plus a coupled depthwise conv's map and the unit's map in each other
+    producer (a residual stream's blocks, a squeeze-excite scale). Only the producers' cost, as
     in the appendix lists; the unit's share of its consumer is not included. Recompute after every
     pruning step: kept inputs change.
     """
@@ -134,7 +135,7 @@ def unit_flops(model: nn.Module, sizes: dict[str, tuple[int, ...]]) -> dict[str,
     costs = {}
     for layer in unit_layers(model):
         total = 0.0
-        for path in (layer.producer, *layer.coupled):
+        for path in (layer.producer, *layer.coupled, *layer.other_producers):
             module = model.get_submodule(path)
             if isinstance(module, COUNTED):
                 c_in = 1 if path in layer.coupled else _mean_kept_inputs(module, masks.get(path, (None, None))[0])

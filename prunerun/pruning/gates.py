@@ -11,7 +11,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from prunerun.pruning.units import UnitLayer, gate_of, unit_layers
+from prunerun.pruning.units import UnitLayer, gate_of, gates_of, unit_layers
 
 Observer = Callable[["Gate", torch.Tensor], None]
 
@@ -53,13 +53,15 @@ class Gate(nn.Module):
 
 @torch.no_grad()
 def remove_units(model: nn.Module, layer: UnitLayer, index: torch.Tensor, fill: torch.Tensor | None = None) -> None:
-    """Remove units ``index`` of ``layer``; ``fill`` (per unit of the layer) is what they output."""
-    gate = gate_of(model, layer)
-    keep = gate.keep.clone()
-    keep[index] = 0
-    new_fill = gate.fill.clone()
-    new_fill[index] = 0 if fill is None else fill.to(new_fill)[index]
-    gate.set_units(keep, new_fill)
+    """Remove units ``index`` of ``layer``; ``fill`` (per unit, or per gate and unit ``[sites, U]`` for a
+    layer in several maps) is what they output."""
+    for site, gate in enumerate(gates_of(model, layer)):
+        keep = gate.keep.clone()
+        keep[index] = 0
+        new_fill = gate.fill.clone()
+        site_fill = None if fill is None else (fill[site] if fill.dim() == 2 else fill)
+        new_fill[index] = 0 if site_fill is None else site_fill.to(new_fill)[index]
+        gate.set_units(keep, new_fill)
 
 
 def remove_selection(model: nn.Module, selection: dict[str, torch.Tensor],
@@ -72,13 +74,14 @@ def remove_selection(model: nn.Module, selection: dict[str, torch.Tensor],
 
 
 def gate_state(model: nn.Module) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Snapshot of every gate's (keep, fill), for :func:`restore_gates`."""
+    """Snapshot of every gate's (keep, fill) by its path, for :func:`restore_gates`."""
     return {
-        layer.name: (gate_of(model, layer).keep.clone(), gate_of(model, layer).fill.clone())
-        for layer in unit_layers(model)
+        path: (gate.keep.clone(), gate.fill.clone())
+        for layer in unit_layers(model) for path, gate in zip(layer.gates, gates_of(model, layer))
     }
 
 
 def restore_gates(model: nn.Module, state: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
     for layer in unit_layers(model):
-        gate_of(model, layer).set_units(*state[layer.name])
+        for path, gate in zip(layer.gates, gates_of(model, layer)):
+            gate.set_units(*state[path])

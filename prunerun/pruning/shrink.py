@@ -16,7 +16,7 @@ from torch import nn
 from prunerun.pruning.bias_propagation import propagate_fill
 from prunerun.pruning.gates import Gate
 from prunerun.pruning.layers import CONVS, FILLED, GroupSplitConv, conv_like
-from prunerun.pruning.units import NORMS, channel_masks, gate_of, unit_layers
+from prunerun.pruning.units import NORMS, channel_masks, gates_of, unit_layers
 
 
 def _slice_linear(module: nn.Linear, inputs: torch.Tensor | None, outputs: torch.Tensor | None) -> nn.Linear:
@@ -117,8 +117,8 @@ def shrink(model: nn.Module, fold: bool = True) -> nn.Module:
         propagate_fill(model, exact_borders=True)
     masks = channel_masks(model)
     for layer in unit_layers(model):
-        keep = gate_of(model, layer).keep
-        model.set_submodule(layer.gate, Gate(int(keep.sum()), gate_of(model, layer).dim).to(keep))
+        for path, gate in zip(layer.gates, gates_of(model, layer)):
+            model.set_submodule(path, Gate(int(gate.keep.sum()), gate.dim).to(gate.keep))
     for path, (inputs, outputs) in masks.items():
         model.set_submodule(path, slice_module(model.get_submodule(path), inputs, outputs))
     return model

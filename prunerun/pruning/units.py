@@ -43,12 +43,21 @@ class UnitLayer:
     # BatchNorm right after a bias-free consumer: removed units' fill folds into its running mean.
     consumer_norm: str | None = None
     # Found in the graph (empty for declared layers): every reader of the units (``consumer`` is the
-    # first), channel-wise modules past the gate (a BatchNorm after a concatenation), and other
-    # producers whose outputs are multiplied into the units' map (a squeeze-excite block's last layer).
+    # first), channel-wise modules past the gate (a BatchNorm after a concatenation), and the other
+    # layers whose outputs are these units: multiplied into their map (a squeeze-excite block's last
+    # layer) or added to it (the other layers of a residual stream, with ``prune.coupled=true``).
     consumers: tuple[Channels, ...] = ()
     through: tuple[Channels, ...] = ()
-    scales: tuple[str, ...] = ()
+    other_producers: tuple[str, ...] = ()
     unit_dim: int = 1  # the map's unit dimension at the gate: 1, or -1 for channels-last maps ([N, tokens, C])
+    # More gates sharing ``gate``'s keep-mask: the units of a residual stream lie in one map per block,
+    # each gated with its own fill (``prune.coupled=true``).
+    sites: tuple[str, ...] = ()
+
+    @property
+    def gates(self) -> tuple[str, ...]:
+        """Every gate of the layer: ``gate``, then its other sites."""
+        return (self.gate, *self.sites)
 
 
 def unit_layers(model: nn.Module) -> tuple[UnitLayer, ...]:
@@ -57,7 +66,13 @@ def unit_layers(model: nn.Module) -> tuple[UnitLayer, ...]:
 
 
 def gate_of(model: nn.Module, layer: UnitLayer):
+    """The layer's (first) gate: its keep-mask is the layer's."""
     return model.get_submodule(layer.gate)
+
+
+def gates_of(model: nn.Module, layer: UnitLayer) -> list:
+    """Every gate of the layer, one per map its units lie in (one unless ``layer.sites``)."""
+    return [model.get_submodule(path) for path in layer.gates]
 
 
 def alive_units(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -89,7 +104,7 @@ def channel_masks(model: nn.Module) -> dict[str, tuple[torch.Tensor | None, torc
         keep = gate_of(model, layer).keep.bool()
         if keep.is_meta or keep.all():
             continue
-        for path in (layer.producer, *([layer.norm] if layer.norm else []), *layer.coupled, *layer.scales):
+        for path in (layer.producer, *([layer.norm] if layer.norm else []), *layer.coupled, *layer.other_producers):
             mark(path, 1, keep)
         for path in layer.coupled:
             if not isinstance(model.get_submodule(path), NORMS):

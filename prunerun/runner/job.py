@@ -17,7 +17,7 @@ from prunerun.config import Config
 from prunerun.data import DATASETS, DataSplits, build_dataset
 from prunerun.errors import UserError
 from prunerun.pruning.flops import output_sizes
-from prunerun.pruning.units import alive_units
+from prunerun.pruning.units import alive_units, unit_layers
 from prunerun.models import build_model
 from prunerun.plugins import load_plugin
 from prunerun.pruners import Pruner, UnitPruner, WeightPruner
@@ -201,6 +201,24 @@ def check_fractions(cfg: Config, model: nn.Module) -> None:
         check_reachable(fraction, sizes, cfg.prune.selection, cfg.prune.counting, key, cfg.model.name)
 
 
+def check_coupled(cfg: Config, model: nn.Module, level: str) -> None:
+    """A UserError, before training, for what cannot yet handle residual streams pruned as one group
+    (``prune.coupled=true``: a layer whose units lie in several maps, each gated)."""
+    if not any(layer.sites for layer in unit_layers(model)):
+        return
+    scorers = [("scorer", cfg.scorer.name)] if level == "unit" else []
+    scorers += [("measure.scorers", name) for name in cfg.measure.scorers] if cfg.measure.every else []
+    for option, name in scorers:
+        if not SCORERS.get(name).tied_maps:
+            raise UserError(f"{option} has {name}, which scores units in one map, and prune.coupled=true gives "
+                            f"residual streams one map per block; use taylor, mrs, activation_mean, weight or "
+                            f"random, or prune.coupled=false")
+    for enabled, option in ((cfg.correlate.enabled, "correlate.enabled"), (bool(cfg.attack.layer), "attack.layer")):
+        if enabled:
+            raise UserError(f"{option} studies layers with one gate, and prune.coupled=true gives residual streams "
+                            f"several; set prune.coupled=false for it")
+
+
 def build_pruner(cfg: Config, level: str, model: nn.Module, data: DataSplits, score_batches: BatchStream,
                  sizes: dict[str, tuple[int, ...]]) -> Pruner:
     """The pruner of ``level`` for the configured scorer, drawing from the pruning stream."""
@@ -226,10 +244,11 @@ def build_job(cfg: Config, out_dir: Path, overrides: str, device: torch.device, 
     """Data and model on ``device``, the pruner, both batch streams and the always-written tables."""
     data = build_dataset(cfg.dataset, cfg.seed).to(device)
     model = build_model(cfg.model.name, data.num_classes, data.input_shape, cfg.model.weights,
-                        cfg.model.checkpoint, cfg.model.options()).to(device)
+                        cfg.model.checkpoint, cfg.builder_options()).to(device)
     stream = lambda name: BatchStream(data.train, cfg.train.batch_size, generator(cfg.seed, name))  # noqa: E731
     batches, score_batches = stream("training"), stream("scoring")
     sizes = output_sizes(model, data.input_shape)
+    check_coupled(cfg, model, level)
     pruner = build_pruner(cfg, level, model, data, score_batches, sizes)
     return Job(cfg, out_dir, device, get_schedule(cfg.schedule.name), data, model, pruner, batches, score_batches,
                {}, run_identifiers(cfg, overrides), sizes)

@@ -146,7 +146,7 @@ def finish(job: Job, dense: dict | None) -> dict:
     atomic_write(out_dir / "model.pt", lambda file: torch.save(job.model.state_dict(), file), "wb")
     if job.pruner.level == "unit":  # the physically smaller network, loadable with the model builder alone
         small = save_pruned(job.model, out_dir / "pruned.pt", cfg.model.name, job.data.num_classes, job.data.input_shape,
-                            cfg.model.options())
+                            cfg.builder_options())
         if cfg.measure.latency:
             job.table("timing", TIMING_COLUMNS).add(latency_rows(
                 job.model, job.data.input_shape, cfg.measure.latency_batch_size, repeats=cfg.measure.latency_repeats,

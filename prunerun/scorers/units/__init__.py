@@ -43,6 +43,7 @@ class Scorer:
     per_example: bool = False  # per-example sums (MRS)
     needs_batches: bool = False  # evaluates the model on ctx.batches itself
     moments: bool = False  # also Σz² and counts of z > 0 at the gates (std, APoZ); implies needs_gate_stats
+    tied_maps: bool = False  # scores layers whose units lie in several maps (residual streams, prune.coupled=true)
 
     def __call__(self, context: ScoringContext) -> Scores:
         return self.fn(context)
@@ -54,11 +55,13 @@ list_scorers = SCORERS.names
 
 
 def register_scorer(name: str, needs_gate_stats: bool = False, per_example: bool = False, needs_batches: bool = False,
-                    moments: bool = False):
-    """Register ``fn(ScoringContext) -> Scores`` as scorer ``name``."""
+                    moments: bool = False, tied_maps: bool = False):
+    """Register ``fn(ScoringContext) -> Scores`` as scorer ``name`` (``tied_maps``: it scores a layer
+    with several gates, e.g. by summing over :func:`~prunerun.scorers.units.stats.each_map`)."""
     # Moments are gate statistics too, so a moments scorer needs data.
     return SCORERS.register(
-        name, lambda key, fn: Scorer(key, fn, needs_gate_stats or moments, per_example, needs_batches, moments))
+        name, lambda key, fn: Scorer(key, fn, needs_gate_stats or moments, per_example, needs_batches, moments,
+                                     tied_maps))
 
 
 for _module in pkgutil.iter_modules(__path__):  # each module registers its scorers on import

@@ -7,7 +7,7 @@ from prunerun.scorers.units.activation import activation_mean, taylor
 from prunerun.scorers.units.selection import normalize
 
 
-@register_scorer("joint", needs_gate_stats=True)
+@register_scorer("joint", needs_gate_stats=True, tied_maps=True)
 def joint(ctx: ScoringContext) -> Scores:
     """``(1 − λ)·Θ̂_taylor + λ·Θ̂_activation_mean`` (appendix A.5), Θ̂ the layer-wise ℓ2-normalised
     criterion over the units still kept, λ = ``scorer.joint_lambda``.

@@ -7,7 +7,7 @@ from prunerun.pruning.units import alive_units
 from prunerun.scorers.units import Scores, ScoringContext, register_scorer
 
 
-@register_scorer("random")
+@register_scorer("random", tied_maps=True)
 def random(ctx: ScoringContext) -> Scores:
     """Uniform saliency in [0, 1) from the run's seeded generator."""
     return {

@@ -13,13 +13,13 @@ Sums run over every minibatch since :meth:`GateStats.reset`.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 import torch
 from torch import nn
 
-from prunerun.pruning.units import gate_of, unit_layers
+from prunerun.pruning.units import gates_of, unit_layers
 
 
 @dataclass
@@ -34,6 +34,12 @@ class LayerStats:
     positions: int = 1  # M, positions of one map
     std_z: torch.Tensor | None = None  # [U] std of z over examples and positions (moments=True)
     positive: torch.Tensor | None = None  # [U] fraction of z > 0 over examples and positions (moments=True)
+    sites: tuple[LayerStats, ...] = ()  # a layer in several maps (prune.coupled=true): each map's own; above: the first's
+
+
+def each_map(stats: LayerStats) -> tuple[LayerStats, ...]:
+    """The statistics of every map the layer's units lie in (one map unless it has several gates)."""
+    return stats.sites or (stats,)
 
 
 class GateStats:
@@ -125,22 +131,42 @@ class GateStats:
         )
 
 
+class SiteStats:
+    """Statistics of a layer whose units lie in several maps, one :class:`GateStats` per gate."""
+
+    def __init__(self, sites: int, per_example: bool = False, moments: bool = False) -> None:
+        self.maps = [GateStats(per_example, moments) for _ in range(sites)]
+
+    @property
+    def examples(self) -> int:
+        return self.maps[0].examples
+
+    def finish(self) -> LayerStats:
+        stats = tuple(gate_stats.finish() for gate_stats in self.maps)
+        return replace(stats[0], sites=stats)
+
+
 @contextmanager
-def gather_stats(model: nn.Module, per_example: bool = False, moments: bool = False) -> Iterator[dict[str, GateStats]]:
+def gather_stats(model: nn.Module, per_example: bool = False,
+                 moments: bool = False) -> Iterator[dict[str, GateStats | SiteStats]]:
     """Within the block, every backward pass through the model's gates adds to the statistics
     (``moments``: also Σz² and the count of z > 0, for ``activation_std`` and ``apoz``)."""
-    collectors = {layer.name: GateStats(per_example, moments) for layer in unit_layers(model)}
-    gates = {layer.name: gate_of(model, layer) for layer in unit_layers(model)}
-    for name, gate in gates.items():
-        gate.observer = lambda gate, z, stats=collectors[name]: stats.observe(z, gate.dim)
+    collectors, gates = {}, []
+    for layer in unit_layers(model):
+        sites = gates_of(model, layer)
+        collector = SiteStats(len(sites), per_example, moments) if layer.sites else GateStats(per_example, moments)
+        collectors[layer.name] = collector
+        for gate, stats in zip(sites, collector.maps if layer.sites else [collector]):
+            gate.observer = lambda gate, z, stats=stats: stats.observe(z, gate.dim)
+            gates.append(gate)
     try:
         yield collectors
     finally:
-        for gate in gates.values():
+        for gate in gates:
             gate.observer = None
 
 
-def finish_all(collectors: dict[str, GateStats]) -> dict[str, LayerStats]:
+def finish_all(collectors: dict[str, GateStats | SiteStats]) -> dict[str, LayerStats]:
     return {name: stats.finish() for name, stats in collectors.items()}
 
 
