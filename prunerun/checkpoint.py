@@ -27,7 +27,7 @@ from prunerun.hashing import digest
 from prunerun.results import CsvTable
 
 log = logging.getLogger("prunerun")
-CACHE_FORMAT = 1  # bump when what a dense state holds, or how training runs, changes
+CACHE_FORMAT = 2  # bump when what a dense state holds, or how training runs, changes
 
 
 

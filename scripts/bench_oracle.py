@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_overhead import ConvNet  # noqa: E402
 
 from prunerun.config import ScorerConfig  # noqa: E402
-from prunerun.models.small_cnn import SmallCNN  # noqa: E402
+from prunerun.models.small_cnn import gated_small_cnn  # noqa: E402
 from prunerun.pruning import gate_state, remove_units, restore_gates, unit_layers  # noqa: E402
 from prunerun.scorers.units import ScoringContext, get_scorer  # noqa: E402
 from prunerun.scorers.units.stats import finish_all, gather_stats  # noqa: E402
@@ -124,7 +124,7 @@ def main() -> None:
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
           f"unit batch {args.unit_batch}, medians of {args.repeats}")
     torch.manual_seed(0)
-    bench("small CNN @28x28", SmallCNN(), (1, 28, 28), args.small_examples, args, device)
+    bench("small CNN @28x28", gated_small_cnn(), (1, 28, 28), args.small_examples, args, device)
     bench("conv net 64-128ch @32x32", ConvNet(), (3, 32, 32), args.conv_examples, args, device)
 
 

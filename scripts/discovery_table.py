@@ -4,8 +4,9 @@ For every builder in ``torchvision.models.list_models`` (80 in torchvision 0.29)
 random weights (BatchNorm statistics and affine made non-trivial, so that eval-mode BatchNorm is
 no identity), find and gate its groups (:func:`prunerun.pruning.discovery.gate_model`), remove
 30% of every group's units by a seeded random score, shrink, and compare the gated and shrunk
-models' outputs on two random examples, in float64. Prints a Markdown table (the README's) and
-writes it to ``--out`` as CSV.
+models' outputs on two random examples, in float64; then the same with residual streams pruned as
+groups too (``prune.coupled=true``). Prints a Markdown table (the README's) and writes it to
+``--out`` as CSV.
 
     python scripts/discovery_table.py [--out discovery.csv] [--size 64] [--models resnet18 vit_b_16]
 """
@@ -62,6 +63,19 @@ def remove_seeded(model: torch.nn.Module, fraction: float, generator: torch.Gene
         remove_units(model, layer, score.argsort()[: int(fraction * units)])
 
 
+def pruned_and_shrunk(model: torch.nn.Module, shape: tuple[int, ...], coupled: bool, fraction: float,
+                      seed: int = 1) -> tuple[torch.nn.Module, torch.nn.Module, float]:
+    """The gated model with ``fraction`` of every group removed, its shrunk copy, and the largest
+    difference of their outputs relative to the largest output."""
+    generator = torch.Generator().manual_seed(seed)
+    gated = gate_model(model, shape, coupled).eval()
+    remove_seeded(gated, fraction, generator)
+    x = torch.randn((2, *shape), generator=generator, dtype=next(model.parameters()).dtype)
+    small = shrink(gated).eval()
+    out = gated(x)
+    return gated, small, (out - small(x)).abs().max().item() / max(out.abs().max().item(), 1e-30)
+
+
 def check(arch: str, size: int, fraction: float = 0.3, dtype=torch.float64) -> dict:
     generator = torch.Generator().manual_seed(0)
     side = min_size(arch, size)
@@ -71,19 +85,16 @@ def check(arch: str, size: int, fraction: float = 0.3, dtype=torch.float64) -> d
         model = torchvision.models.get_model(arch, weights=None, num_classes=10,
                                              **builder_kwargs(arch, shape, False)).to(dtype)
         randomise(model, generator)
-        gated = gate_model(model, shape).eval()
-        layers = unit_layers(gated)
-        remove_seeded(gated, fraction, generator)
-        x = torch.randn((2, *shape), generator=generator, dtype=dtype)
-        small = shrink(gated).eval()
-        out = gated(x)
-        diff, scale = (out - small(x)).abs().max().item(), out.abs().max().item()
+        gated, small, diff = pruned_and_shrunk(model, shape, False, fraction)
+        tied, tied_small, tied_diff = pruned_and_shrunk(model, shape, True, fraction)
     params = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    layers = unit_layers(gated)
     return {
         "model": arch, "input": side, "groups": len(layers), "units": sum(gate_of(gated, l).keep.numel() for l in layers),
         "coupled_left": sum("residual" in why for why in gated.skipped_units.values()),
-        "params": params(model), "params_shrunk": params(small), "max_abs_diff": f"{diff:.1e}",
-        "relative_diff": f"{diff / max(scale, 1e-30):.1e}",
+        "params": params(model), "params_shrunk": params(small), "relative_diff": f"{diff:.1e}",
+        "streams": len(unit_layers(tied)) - len(layers),  # residual streams gated with prune.coupled=true
+        "params_shrunk_coupled": params(tied_small), "relative_diff_coupled": f"{tied_diff:.1e}",
         "seconds": round(time.perf_counter() - started, 1),
     }
 
@@ -97,18 +108,19 @@ def main(argv: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore")
     torch.set_num_threads(max(1, torch.get_num_threads()))
     rows = []
-    print("| model | input | groups | units | coupled groups left | params | shrunk (30%) | max abs diff | ÷ max abs output |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| model | input | groups | units | layers tied by residuals (left) | params | shrunk (30% of every group) "
+          "| max abs diff ÷ max abs output | streams (coupled=true) | shrunk, coupled | diff, coupled |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for arch in args.models or classification_models():
         try:
             row = check(arch, args.size)
         except Exception as error:  # the table reports every failure with its cause
             row = {"model": arch, "error": f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"}
-            print(f"| {arch} | failed: {row['error']} ||||||||", flush=True)
+            print(f"| {arch} | failed: {row['error']} ||||||||||", flush=True)
         else:
             print(f"| {arch} | {row['input']} | {row['groups']} | {row['units']} | {row['coupled_left']} | "
-                  f"{row['params'] / 1e6:.1f} M | {row['params_shrunk'] / 1e6:.1f} M | {row['max_abs_diff']} | "
-                  f"{row['relative_diff']} |",
+                  f"{row['params'] / 1e6:.1f} M | {row['params_shrunk'] / 1e6:.1f} M | {row['relative_diff']} | "
+                  f"{row['streams']} | {row['params_shrunk_coupled'] / 1e6:.1f} M | {row['relative_diff_coupled']} |",
                   flush=True)
         rows.append(row)
     columns = list(dict.fromkeys(key for row in rows for key in row))

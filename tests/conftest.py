@@ -14,7 +14,7 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 
 from prunerun.config import to_config  # noqa: E402
 from prunerun.config.hydra import register_configs  # noqa: E402
-from prunerun.models.small_cnn import SmallCNN  # noqa: E402
+from prunerun.models.small_cnn import gated_small_cnn  # noqa: E402
 
 CONF = str(Path(__file__).resolve().parent.parent / "conf")
 register_configs()
@@ -54,10 +54,10 @@ def tiny_config(data_root):
 
 
 @pytest.fixture
-def tiny_net() -> SmallCNN:
+def tiny_net() -> torch.nn.Module:
     """The thesis's small CNN on 16×16 inputs (fc1 reads 16×1×1), in float64 for exact checks."""
     torch.manual_seed(0)
-    return SmallCNN(in_channels=1, image_size=16, num_classes=10).double()
+    return gated_small_cnn(in_channels=1, image_size=16, num_classes=10).double()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from prunerun.pruning.flops import conv_map_flops, layer_costs, output_sizes, unit_flops
 from prunerun.models import build_model
-from prunerun.models.small_cnn import SmallCNN
+from prunerun.models.small_cnn import gated_small_cnn
 from prunerun.pruning import remove_units, unit_layers
 
 # Appendix A.1, VGG16 Θ^flops in MFLOPs per feature map: 14 entries for 13 conv layers.
@@ -93,7 +93,7 @@ class GroupedNet(nn.Module):
 
 
 @pytest.mark.parametrize("build, input_shape", [
-    (SmallCNN, (1, 28, 28)),
+    (gated_small_cnn, (1, 28, 28)),
     (GroupedNet, (2, 4, 8, 8)),
     ("vgg16", (3, 224, 224)),
 ])
@@ -125,7 +125,7 @@ def test_grouped_and_3d_convs_count_c_in_per_group_and_the_output_map():
 
 
 def test_unit_flops_is_the_producer_cost_of_one_map_with_kept_inputs():
-    model = SmallCNN()
+    model = gated_small_cnn()
     sizes = output_sizes(model, (1, 28, 28))
     assert unit_flops(model, sizes) == {
         "conv1": 2 * 24 * 24 * (1 * 25 + 1) / 1e6,

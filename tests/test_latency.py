@@ -25,4 +25,4 @@ def test_latency_rows_compare_dense_and_shrunk(tiny_config, tmp_path):
     assert [small.get_submodule(n).out_features if n == "fc1" else small.get_submodule(n).out_channels
             for n in ("conv1", "conv2", "fc1")] == [summary["kept"][n] for n in ("conv1", "conv2", "fc1")]
     gated = torch.load(tmp_path / "model.pt")
-    assert gated["gate1.keep"].sum() == summary["kept"]["conv1"]
+    assert gated["unit_gates.conv1.keep"].sum() == summary["kept"]["conv1"]

@@ -119,18 +119,19 @@ def test_shrinking_keeps_groups_couplings_and_padded_borders():
     caffenet = build64("caffenet")
     prune_half(caffenet)
     small = shrink(caffenet)
-    assert isinstance(small.features[3], GroupSplitConv)  # conv2: unequal kept maps per group
-    assert isinstance(small.features[8], GroupSplitConv)  # conv4 reads conv3's units and is padded
-    assert small.features[8].fill_kernel is not None
+    assert isinstance(small.get_submodule("features.3"), GroupSplitConv)  # conv2: unequal kept maps per group
+    assert isinstance(small.get_submodule("features.8"), GroupSplitConv)  # conv4 reads conv3's units and is padded
+    assert small.get_submodule("features.8").fill_kernel is not None
     mobilenet = build_model("mobilenet_v2", 10, (3, 32, 32))
     prune_half(mobilenet)
     small = shrink(mobilenet)
-    expand, depthwise = small.features[2].conv[0][0], small.features[2].conv[1][0]
+    expand, depthwise = small.get_submodule("features.2.conv.0.0"), small.get_submodule("features.2.conv.1.0")
     assert depthwise.groups == depthwise.in_channels == depthwise.out_channels == expand.out_channels == 48
-    assert small.features[2].conv[2].in_channels == 48 and small.features[2].conv[2].bias is None
+    projection = small.get_submodule("features.2.conv.2")
+    assert projection.in_channels == 48 and projection.bias is None
     vgg = build_model("vgg16_cifar", 10, (3, 32, 32))
     prune_half(vgg)
-    assert isinstance(shrink(vgg).features[3], FilledConv2d)  # conv1_2 reads conv1_1's removed units
+    assert isinstance(shrink(vgg).get_submodule("features.3"), FilledConv2d)  # conv1_2 reads conv1_1's removed units
 
 
 @pytest.mark.parametrize("name", ["medium_conv", "caffenet", "mobilenet_v2"])
@@ -175,7 +176,7 @@ def test_imagenet_weights_load_from_the_hub_cache_and_the_classifier_is_replaced
     for key, value in original.state_dict().items():
         if not key.startswith("classifier."):
             assert torch.equal(state[key], value), key
-    assert model.classifier[1].weight.shape == (10, 1280)
+    assert model.get_submodule("classifier.1").weight.shape == (10, 1280)
     assert len(unit_layers(model)) == 18  # still gated, all units kept
     assert all(model.get_submodule(l.gate).keep.all() for l in unit_layers(model))
 

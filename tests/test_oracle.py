@@ -14,7 +14,7 @@ from torch import nn
 
 from prunerun.config import ScorerConfig
 from prunerun.pruning import ablation
-from prunerun.models.small_cnn import SmallCNN
+from prunerun.models.small_cnn import gated_small_cnn
 from prunerun.pruning import Gate, UnitLayer, gate_state, remove_units, restore_gates, unit_layers
 from prunerun.scorers.units import ScoringContext, get_scorer
 from prunerun.scorers.units.stats import finish_all, gather_stats
@@ -196,7 +196,7 @@ def test_mrs_and_mrp_rank_alike_on_a_trained_net():
     generator = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     templates = torch.randn(10, 1, 16, 16, generator=generator)
-    model = SmallCNN(in_channels=1, image_size=16, num_classes=10)
+    model = gated_small_cnn(in_channels=1, image_size=16, num_classes=10)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     for _ in range(300):
         x, y = synthetic(32, generator, templates)

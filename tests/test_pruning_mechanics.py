@@ -11,7 +11,9 @@ from torch import nn
 from prunerun.pruning import Gate, UnitLayer, WeightMasks, propagate_fill, remove_units, shrink, unit_layers
 from prunerun.pruning.layers import FilledConv2d, GroupSplitConv
 from prunerun.pruning.flops import layer_costs, output_sizes
-from prunerun.models.small_cnn import SmallCNN
+from prunerun.pruning.units import gate_of
+from prunerun.models import build_model
+from prunerun.models.small_cnn import gated_small_cnn
 
 
 def prune_some(model, mean_replacement: bool) -> None:
@@ -24,7 +26,7 @@ def prune_some(model, mean_replacement: bool) -> None:
 
 
 def test_gate_outputs_fill_for_removed_units_and_identity_when_idle(tiny_net):
-    gate = tiny_net.gate1
+    gate = gate_of(tiny_net, unit_layers(tiny_net)[0])
     x = torch.randn(2, 8, 3, 3, dtype=torch.float64)
     assert gate(x) is x  # an all-keep gate is free
     remove_units(tiny_net, unit_layers(tiny_net)[0], torch.tensor([1, 4]), torch.arange(8, dtype=torch.float64))
@@ -38,7 +40,7 @@ def test_gate_outputs_fill_for_removed_units_and_identity_when_idle(tiny_net):
 @pytest.mark.parametrize("mean_replacement", [False, True], ids=["zero", "mean"])
 def test_shrunk_model_equals_gated_model(mean_replacement):
     torch.manual_seed(0)
-    model = SmallCNN().double().eval()
+    model = gated_small_cnn().double().eval()
     prune_some(model, mean_replacement)
     small = shrink(model).eval()
     x = torch.randn(16, 1, 28, 28, dtype=torch.float64)
@@ -50,21 +52,21 @@ def test_shrunk_model_equals_gated_model(mean_replacement):
 def test_shrunk_model_matches_hand_built_network_in_float32():
     """Float32 tolerance of the issue (≤ 1e-5), against a dense net built by hand from the kept slices."""
     torch.manual_seed(1)
-    model = SmallCNN().eval()
+    model = gated_small_cnn().eval()
     remove_units(model, unit_layers(model)[1], torch.tensor([2, 9]), torch.linspace(0.1, 1.6, 16))
     small = shrink(model).eval()
     kept = [u for u in range(16) if u not in (2, 9)]
     columns = torch.tensor([u * 16 + p for u in kept for p in range(16)])
     manual = copy.deepcopy(model)
     with torch.no_grad():
-        bias_shift = sum(model.gate2.fill[u] * model.fc1.weight[:, u * 16:(u + 1) * 16].sum(1) for u in (2, 9))
+        bias_shift = sum(gate_of(model, unit_layers(model)[1]).fill[u] * model.fc1.weight[:, u * 16:(u + 1) * 16].sum(1) for u in (2, 9))
         manual.conv2 = torch.nn.Conv2d(8, 14, 5)
         manual.conv2.weight.copy_(model.conv2.weight[kept])
         manual.conv2.bias.copy_(model.conv2.bias[kept])
         manual.fc1 = torch.nn.Linear(14 * 16, 32)
         manual.fc1.weight.copy_(model.fc1.weight[:, columns])
         manual.fc1.bias.copy_(model.fc1.bias + bias_shift)
-        manual.gate2 = torch.nn.Identity()
+        manual.set_submodule(unit_layers(model)[1].gate, torch.nn.Identity())
     x = torch.randn(32, 1, 28, 28)
     assert (small(x) - model(x)).abs().max() <= 1e-5
     torch.testing.assert_close(small(x), manual(x))
@@ -81,16 +83,15 @@ def test_bias_propagation_keeps_outputs_and_zeroes_fill(tiny_net):
 
 
 def test_bias_propagation_warns_where_zero_padding_makes_it_inexact():
-    model = SmallCNN().double()
-    model.conv2.padding = (2, 2)
-    remove_units(model, unit_layers(model)[0], torch.tensor([0]), torch.ones(8, dtype=torch.float64))
+    model = build_model("medium_conv", 10, (3, 16, 16)).double()  # 3×3 convs with padding 1
+    remove_units(model, unit_layers(model)[0], torch.tensor([0]), torch.ones(32, dtype=torch.float64))
     with pytest.warns(UserWarning, match="exact only away from its zero-padded border"):
         propagate_fill(model)
 
 
 def test_flops_and_params_count_kept_units_only():
     """Appendix A.1 by hand after removing 2 conv1, 4 conv2 and 3 fc1 units (28×28 input)."""
-    model = SmallCNN()
+    model = gated_small_cnn()
     prune_some(model, mean_replacement=False)
     costs = layer_costs(model, output_sizes(model, (1, 28, 28)))
     assert costs["conv1"] == (6 * 1 * 25 + 6, 2 * 24 * 24 * (1 * 25 + 1) * 6)

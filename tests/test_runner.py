@@ -110,8 +110,9 @@ def test_runner_options(tiny_config, tmp_path, overrides, check):
     summary = run(tiny_config(*overrides, "measure.every=0"), tmp_path)
     pruning = pd.read_csv(tmp_path / "pruning.csv")
     pruned = pruning[pruning["phase"] == "pruned"]
-    gates = {k: v for k, v in torch.load(tmp_path / "model.pt").items() if k.startswith("gate")}
-    removed_fill = [gates[f"gate{i}.fill"][gates[f"gate{i}.keep"] == 0] for i in (1, 2, 3)]
+    gates = {k: v for k, v in torch.load(tmp_path / "model.pt").items() if k.startswith("unit_gates.")}
+    removed_fill = [gates[f"unit_gates.{name}.fill"][gates[f"unit_gates.{name}.keep"] == 0]
+                    for name in ("conv1", "conv2", "fc1")]
     if check == "mean_fill":  # removed units output their post-ReLU mean (0 for a dead unit)
         fills = torch.cat(removed_fill)
         assert len(fills) == 5 and (fills >= 0).all() and (fills > 0).any()  # ⌊0.1 × 56⌋ units
@@ -187,8 +188,8 @@ def test_rank_once_removes_units_in_the_first_ranking_order(tiny_config, tmp_pat
     pooled = sorted((v / draws[name].norm(), name, i) for name in draws for i, v in enumerate(draws[name].tolist()))
     expected = {(name, i) for _, name, i in pooled[:5]}  # ⌊0.1 × 56⌋
     state = torch.load(tmp_path / "model.pt")
-    removed = {(name, i) for name, gate in (("conv1", "gate1"), ("conv2", "gate2"), ("fc1", "gate3"))
-               for i in (state[f"{gate}.keep"] == 0).nonzero().flatten().tolist()}
+    removed = {(name, i) for name in ("conv1", "conv2", "fc1")
+               for i in (state[f"unit_gates.{name}.keep"] == 0).nonzero().flatten().tolist()}
     assert removed == expected
 
 

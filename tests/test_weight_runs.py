@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from prunerun.config import PruneConfig, ScheduleConfig
 from prunerun.data import build_dataset
 from prunerun.errors import UserError
-from prunerun.models.small_cnn import SmallCNN
+from prunerun.models.small_cnn import gated_small_cnn
 from prunerun.pruning import remove_selection, unit_layers
 from prunerun.runner import run
 from prunerun.runner import pruning_level
@@ -157,7 +157,7 @@ def test_weight_penalties_match_zeroing_by_hand(tiny_config, tmp_path):
     assert (weight_rows["delta_loss"] == weight_rows["loss_after"] - weight_rows["loss_before"]).all()
     # by hand: the trained model (measured at its last step, nothing pruned afterwards), half of conv2's
     # weights with the smallest |w| zeroed, the mean cross-entropy over the measurement subset
-    model = SmallCNN().double()
+    model = gated_small_cnn().double()
     model.load_state_dict({k: v.double() for k, v in torch.load(tmp_path / "model.pt").items()})
     data = build_dataset(cfg.dataset, cfg.seed)
     subset = data.fixed_subset(cfg.measure.split, cfg.measure.subset, cfg.seed, "measure")

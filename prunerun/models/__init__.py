@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from prunerun.errors import UserError
+from prunerun.pruning.discovery import DiscoveryError
 from prunerun.pruning.export import load_shrunk, read_pruned
 from prunerun.registry import Registry
 
@@ -72,8 +73,9 @@ def _check_input(name: str, builder: Callable, num_classes: int, input_shape: tu
     with torch.device("meta"), torch.no_grad():
         try:
             builder(num_classes, input_shape).eval()(torch.empty((1, *input_shape)))
-        except (RuntimeError, ValueError) as error:
-            raise UserError(f"model {name!r} cannot read examples of shape {input_shape} ({error}); "
+        except (RuntimeError, ValueError, DiscoveryError) as error:
+            cause = error.__cause__ if isinstance(error, DiscoveryError) and error.__cause__ else error
+            raise UserError(f"model {name!r} cannot read examples of shape {input_shape} ({cause}); "
                             f"use larger inputs (e.g. dataset.image_size) or another model") from None
 
 

@@ -14,7 +14,7 @@ import torchvision
 from torch import nn
 
 from prunerun.models import register_model
-from prunerun.models.common import declare, gate_convs, replace_first_conv
+from prunerun.models.common import conv_units, declare, replace_first_conv
 
 NAMES = ["conv1", "conv2", "conv3", "conv4", "conv5"]
 
@@ -47,8 +47,8 @@ def alexnet(num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
     """torchvision AlexNet (64-192-384-256-256 maps, no groups); inputs of 63×63 or more."""
     model = torchvision.models.alexnet(weights=None, num_classes=num_classes)
     model.features[0] = replace_first_conv(model.features[0], input_shape[0])
-    units = gate_convs(model.features, "features", NAMES, "classifier.1")
-    return declare(model, units, "AlexNet_Weights.IMAGENET1K_V1", head=("classifier.6.",))
+    units = conv_units(model.features, "features", NAMES)
+    return declare(model, input_shape, units, "AlexNet_Weights.IMAGENET1K_V1", head=("classifier.6.",))
 
 
 @register_model("caffenet")
@@ -56,5 +56,4 @@ def caffenet(num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
     """CaffeNet (groups=2 in conv2/4/5, 227×227 in the papers); inputs of 67×67 or more.
     No torchvision weights: convert Caffe's and pass them with model.checkpoint."""
     model = CaffeNet(input_shape[0], num_classes)
-    units = gate_convs(model.features, "features", NAMES, "classifier.0")
-    return declare(model, units, None, head=("classifier.6.",))
+    return declare(model, input_shape, conv_units(model.features, "features", NAMES), None, head=("classifier.6.",))

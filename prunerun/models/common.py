@@ -1,23 +1,15 @@
-"""Helpers the model builders share: gates after activations, unit declarations, shapes on meta."""
+"""Helpers the model builders share: which layers are units (found in the traced graph), shapes on meta."""
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Callable
 
 import torch
 from torch import nn
 
-from prunerun.pruning.gates import Gate
+from prunerun.pruning.discovery import gate_model
 from prunerun.pruning.layers import CONVS
-from prunerun.pruning.units import NORMS, UnitLayer
 
-ACTIVATIONS = (nn.ReLU, nn.ReLU6)
 POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
-
-
-def gated(activation: nn.Module, units: int) -> nn.Sequential:
-    """``activation`` then a gate: the gate sees the post-activation map the next layer reads."""
-    return nn.Sequential(OrderedDict(act=activation, gate=Gate(units)))
 
 
 def vgg_names(features: nn.Sequential) -> list[str]:
@@ -32,31 +24,24 @@ def vgg_names(features: nn.Sequential) -> list[str]:
     return names
 
 
-def gate_convs(features: nn.Sequential, path: str, names: list[str], last_consumer: str) -> tuple[UnitLayer, ...]:
-    """Gate every conv of a plain conv stack after its activation; each conv's units are read by
-    the next conv of the stack (through pools), the last conv's by ``last_consumer``."""
-    convs = [i for i, module in enumerate(features) if isinstance(module, CONVS)]
+def conv_units(features: nn.Sequential, path: str, names: list[str]) -> dict[str, str]:
+    """Producer path → unit name for every conv of a plain conv stack (``features.0`` → ``conv1_1``)."""
+    convs = [f"{path}.{i}" for i, module in enumerate(features) if isinstance(module, CONVS)]
     if len(names) != len(convs):
         raise ValueError(f"{len(names)} names for {len(convs)} convs in {path}")
-    layers = []
-    for k, i in enumerate(convs):
-        act = next(j for j in range(i + 1, len(features)) if isinstance(features[j], ACTIVATIONS))
-        norm = next((j for j in range(i + 1, act) if isinstance(features[j], NORMS)), None)
-        features[act] = gated(features[act], features[i].out_channels)
-        consumer = f"{path}.{convs[k + 1]}" if k + 1 < len(convs) else last_consumer
-        layers.append(UnitLayer(names[k], f"{path}.{i}", f"{path}.{act}.gate", consumer,
-                                norm=None if norm is None else f"{path}.{norm}"))
-    return tuple(layers)
+    return dict(zip(convs, names))
 
 
-def declare(model: nn.Module, units: tuple[UnitLayer, ...], weights: str | None = None,
+def declare(model: nn.Module, input_shape: tuple[int, ...], units: dict[str, str], weights: str | None = None,
             head: tuple[str, ...] = ()) -> nn.Module:
-    """Attach the model's prunable units, its torchvision weights name (``"VGG16_Weights.IMAGENET1K_V1"``;
-    None: none exist) and ``head``, the key prefixes of the classifier that transfer learning replaces."""
-    model.unit_layers = units
-    model.torchvision_weights = weights
-    model.head = head
-    return model
+    """``model`` with its prunable units found in its graph (:func:`prunerun.pruning.discovery.gate_model`),
+    only those of the producers ``units`` names (path → unit name: the layers its paper prunes), its
+    torchvision weights name (``"VGG16_Weights.IMAGENET1K_V1"``; None: none exist) and ``head``, the key
+    prefixes of the classifier that transfer learning replaces."""
+    gated = gate_model(model, input_shape, names=units)
+    gated.torchvision_weights = weights
+    gated.head = head
+    return gated
 
 
 def output_shape(build: Callable[[], nn.Module], input_shape: tuple[int, ...]) -> tuple[int, ...]:

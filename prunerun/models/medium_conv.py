@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from prunerun.models import register_model
-from prunerun.models.common import declare, gate_convs, output_shape
+from prunerun.models.common import conv_units, declare, output_shape
 
 WIDTHS = (32, 64, 128, 128, 256)
 
@@ -42,5 +42,5 @@ class MediumConv(nn.Module):
 def medium_conv(num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
     """MRP's MEDIUM_CONV (approximated widths): 5 conv+BN+ReLU layers, one linear head; inputs >= 16×16."""
     model = MediumConv(tuple(input_shape), num_classes)
-    return declare(model, gate_convs(model.features, "features", [f"conv{i}" for i in range(1, 6)], "classifier"),
-                   None, head=("classifier.",))
+    units = conv_units(model.features, "features", [f"conv{i}" for i in range(1, 6)])
+    return declare(model, input_shape, units, None, head=("classifier.",))

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from prunerun.models import register_model
-from prunerun.models.common import declare, gate_convs, output_shape
+from prunerun.models.common import conv_units, declare, output_shape
 
 C3D = [("conv1a", 64), "pool1", ("conv2a", 128), "pool", ("conv3a", 256), ("conv3b", 256), "pool",
        ("conv4a", 512), ("conv4b", 512), "pool", ("conv5a", 512), ("conv5b", 512), "pool5"]
@@ -65,4 +65,4 @@ def r3dcnn(num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
     clips = input_shape[0] if len(input_shape) == 5 else None
     model = R3DCNN(tuple(input_shape[-4:]), num_classes, clips)
     names = [entry[0] for entry in C3D if not isinstance(entry, str)]
-    return declare(model, gate_convs(model.features, "features", names, "fc6"), None, head=("classifier.",))
+    return declare(model, input_shape, conv_units(model.features, "features", names), None, head=("classifier.",))

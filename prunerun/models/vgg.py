@@ -1,9 +1,11 @@
 """VGG-16/19: torchvision's (Simonyan & Zisserman 2014; Molchanov et al. 2017 §3) and the CIFAR
 variants of FORCE/GRASP (BatchNorm, no pool after the last block, one linear head).
 
-Units are the conv feature maps (conv1_1 … conv5_3/5_4), gated after their ReLU; the last
-conv's units are read by the first linear layer (torchvision: after max-pool and the adaptive
-average pool to 7×7, 49 columns per unit; CIFAR: after a global average pool, one column).
+Units are the conv feature maps (conv1_1 … conv5_3/5_4), found in the traced graph and gated
+after their ReLU; the last conv's units are read by the first linear layer (torchvision: after
+max-pool and the adaptive average pool to 7×7, 49 columns per unit; CIFAR: after a global average
+pool, one column). The classifier's fc6/fc7, which discovery also finds, are not units here
+(Molchanov et al. prune feature maps only).
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from torch import nn
 from torchvision.models import vgg as tv_vgg
 
 from prunerun.models import register_model
-from prunerun.models.common import declare, gate_convs, replace_first_conv, vgg_names
+from prunerun.models.common import conv_units, declare, replace_first_conv, vgg_names
 
 CONFIGS = {"vgg16": "D", "vgg19": "E"}  # torchvision.models.vgg.cfgs keys
 
@@ -21,8 +23,8 @@ def torchvision_vgg(arch: str, num_classes: int, input_shape: tuple[int, ...]) -
     """torchvision's ``arch`` with gates; ``torchvision_weights`` names its ImageNet weights."""
     model = getattr(torchvision.models, arch)(weights=None, num_classes=num_classes)
     model.features[0] = replace_first_conv(model.features[0], input_shape[0])
-    units = gate_convs(model.features, "features", vgg_names(model.features), "classifier.0")
-    return declare(model, units, f"{arch.upper()}_Weights.IMAGENET1K_V1", head=("classifier.6.",))
+    units = conv_units(model.features, "features", vgg_names(model.features))
+    return declare(model, input_shape, units, f"{arch.upper()}_Weights.IMAGENET1K_V1", head=("classifier.6.",))
 
 
 class CifarVGG(nn.Module):
@@ -49,9 +51,9 @@ class CifarVGG(nn.Module):
 
 def cifar_vgg(arch: str, num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
     model = CifarVGG(CONFIGS[arch], input_shape[0], num_classes)
-    units = gate_convs(model.features, "features", vgg_names(model.features), "classifier")
+    units = conv_units(model.features, "features", vgg_names(model.features))
     # the conv stack is vgg*_bn's (same module indices), so its ImageNet weights load; the head is new
-    return declare(model, units, f"{arch.upper()}_BN_Weights.IMAGENET1K_V1", head=("classifier.",))
+    return declare(model, input_shape, units, f"{arch.upper()}_BN_Weights.IMAGENET1K_V1", head=("classifier.",))
 
 
 @register_model("vgg16")

@@ -13,14 +13,15 @@ cannot be removed without changing what the other channels compute, so they are 
 A *group* is the channels of one producer that reach conv or linear readers (its consumers)
 only through such operations. Channels multiplied elementwise by another producer's output
 (a squeeze-excite block's scale) join that producer into the group; channels *added* to
-another producer's (residual connections) tie the two together as one coupled group, which this
-pass reports (``Discovery.coupled``) but leaves alone, as the zoo leaves residual streams alone.
+another producer's (residual connections) tie the two together as one coupled group, a residual
+stream: by default reported (``Discovery.coupled``) and left alone, as the zoo leaves them; with
+``coupled=True`` (``prune.coupled=true``) gated as one group on every map it is read from.
 
 Each group gets one :class:`~prunerun.pruning.gates.Gate`, inserted into the graph after the end
 of the producer's chain of BatchNorms, activations and depthwise convs: the post-activation map
-the consumers read, as the hand-declared zoo places it (after a conv's ReLU, after MobileNet's
-depthwise ReLU6). Scorers, mean replacement, penalties and the oracle see the same gate API as
-for declared layers; shrinking folds a removed unit's fill into each consumer by the value the
+the consumers read, as the papers place it (after a conv's ReLU, after MobileNet's depthwise ReLU6);
+the zoo's builders gate their models this way, naming the producers their papers prune. Scorers,
+mean replacement, penalties and the oracle see the same gate API as for declared layers; shrinking folds a removed unit's fill into each consumer by the value the
 consumer actually receives (:func:`prunerun.pruning.bias_propagation.propagate_fill`).
 
 Why not Torch-Pruning's ``DependencyGraph``: its groups say which modules lose channels
@@ -34,7 +35,8 @@ from __future__ import annotations
 import copy
 import math
 import operator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Mapping
 
 import torch
 import torch.nn.functional as F
@@ -448,22 +450,30 @@ def _is_channelwise_leaf(module: nn.Module) -> bool:
 
 
 def _chain_end(module: fx.GraphModule, node: fx.Node, through: list[str]) -> fx.Node:
-    """Follow the producer's only reader through BatchNorm, activations and depthwise convs."""
+    """Follow the producer's only reader through BatchNorm, activations and depthwise convs, and
+    through pooling and dropout on the way to a later one: the chain ends at its last node that is
+    neither (VGG's conv → ReLU → pool ends at the ReLU, the thesis net's conv → pool → ReLU at the ReLU)."""
+    end = node
     while len(node.users) == 1:
         user = next(iter(node.users))
         if user.args[:1] != (node,):
             break
+        passing = False
         if user.op == "call_module":
             sub = module.get_submodule(user.target)
             depthwise = isinstance(sub, CONVS) and sub.groups == sub.in_channels == sub.out_channels
-            if not (isinstance(sub, (*NORMS, *ACTIVATION_MODULES)) or depthwise):
+            passing = isinstance(sub, (*POOL_MODULES, *DROPOUT_MODULES))
+            if not (isinstance(sub, (*NORMS, *ACTIVATION_MODULES)) or depthwise or passing):
                 break
             if isinstance(sub, NORMS) or depthwise:
                 through.append(user.target)
+        elif user.op == "call_function" and user.target in CHANNELWISE_FUNCTIONS:
+            passing = True
         elif not (user.target in ACTIVATION_FUNCTIONS or user.op == "call_method" and user.target in ACTIVATION_METHODS):
             break
         node = user
-    return node
+        end = end if passing else node
+    return end
 
 
 def _main_producer(producers: list[Space]) -> Space | None:
@@ -498,10 +508,12 @@ def _ancestors(node: fx.Node) -> set[fx.Node]:
     return seen
 
 
-def discover(model: nn.Module, input_shape: tuple[int, ...], coupled: bool = False) -> tuple[fx.GraphModule, Discovery]:
+def discover(model: nn.Module, input_shape: tuple[int, ...], coupled: bool = False,
+             names: Mapping[str, str] | None = None) -> tuple[fx.GraphModule, Discovery]:
     """Trace ``model`` (built on any device, the meta device included), find its groups and return
     the graph module with a gate inserted for each, and what was found (``coupled``: residual
-    streams become groups too, see :func:`_gate_stream`)."""
+    streams become groups too, see :func:`_gate_stream`; ``names``: only the groups of these
+    producers, named so, as a paper's model prunes only some of its layers)."""
     module = trace(model)
     parameter = next(model.parameters(), torch.empty(0))
     _record_shapes(module, model, input_shape, parameter)
@@ -514,6 +526,8 @@ def discover(model: nn.Module, input_shape: tuple[int, ...], coupled: bool = Fal
     for root, members in groups.items():
         spaces = [walk.spaces[i] for i in members]  # every space has the layer that made it
         reason = _left_alone(walk, root, spaces, coupled)
+        if reason is None and names is not None and not any(s.producer in names for s in spaces):
+            reason = "not among the units the model's builder names"
         if reason is not None:
             skipped.update({space.producer: reason for space in spaces})
             if walk.spaces[root].added and not any(s.barred for s in spaces):
@@ -529,6 +543,8 @@ def discover(model: nn.Module, input_shape: tuple[int, ...], coupled: bool = Fal
     module.recompile()
     order = {node.target: i for i, node in enumerate(module.graph.nodes) if node.op == "call_module"}
     layers.sort(key=lambda layer: order.get(layer.producer, 0))
+    if names is not None:
+        layers = [replace(layer, name=names[layer.producer]) for layer in layers]
     return module, Discovery(tuple(layers), skipped, tuple(tied))
 
 
@@ -541,7 +557,7 @@ def _record_shapes(module: fx.GraphModule, model: nn.Module, input_shape: tuple[
             _Shapes(module.eval()).run(torch.zeros((1, *input_shape), device=parameter.device, dtype=parameter.dtype))
     except Exception as error:  # the model's own error, whatever its type, in one line
         raise DiscoveryError(f"cannot run {type(model).__name__} on examples of shape {tuple(input_shape)} "
-                             f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from None
+                             f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from error
     finally:
         module.train(was_training)
 
@@ -628,11 +644,16 @@ def _consumer_norms(module: fx.GraphModule, consumers: list[Channels]) -> list[C
     return found
 
 
-def gate_model(model: nn.Module, input_shape: tuple[int, ...], coupled: bool = False) -> GatedGraph:
+def gate_model(model: nn.Module, input_shape: tuple[int, ...], coupled: bool = False,
+               names: Mapping[str, str] | None = None) -> GatedGraph:
     """``model`` with a gate on every group discovery finds, its layers as ``unit_layers`` and what it
     left alone as ``skipped_units``; a :class:`DiscoveryError` if it finds none (``coupled``: residual
-    streams too)."""
-    module, found = discover(model, input_shape, coupled)
+    streams too; ``names``: only these producers' groups, see :func:`discover`)."""
+    module, found = discover(model, input_shape, coupled, names)
+    missing = sorted(set(names or ()) - {layer.producer for layer in found.layers})
+    if missing:  # a builder's mistake, not the user's
+        raise ValueError(f"{type(model).__name__}: no prunable group is made by {missing[:3]} "
+                         f"({'; '.join(found.skipped.get(path, 'not a conv or linear layer') for path in missing[:3])})")
     if not found.layers:
         reasons = sorted(set(found.skipped.values()))
         raise DiscoveryError(f"{type(model).__name__} has no prunable units: none of its conv or linear outputs "
