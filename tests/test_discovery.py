@@ -221,6 +221,20 @@ def test_a_fill_that_the_excitation_scales_cannot_fold_and_says_so():
         shrink(model)
 
 
+def test_mean_replacement_that_could_not_be_shrunk_away_is_refused_before_training():
+    from prunerun.config import Config, DatasetConfig, ModelConfig, PruneConfig, ScheduleConfig, ScorerConfig
+    from prunerun.runner.job import check_mean_replacement
+
+    def config(mean_replacement: bool) -> Config:
+        return Config(dataset=DatasetConfig(name="synthetic"), model=ModelConfig(name="custom", target="m:f"),
+                      scorer=ScorerConfig(name="taylor"), schedule=ScheduleConfig(name="one_shot"),
+                      prune=PruneConfig(mean_replacement=mean_replacement))
+    with pytest.raises(UserError, match="could not be shrunk away.*varies with the input"):
+        check_mean_replacement(config(True), gated("squeeze_excite"), "unit")
+    check_mean_replacement(config(True), gated("dense"), "unit")  # constants fold
+    check_mean_replacement(config(False), gated("squeeze_excite"), "unit")
+
+
 def test_channels_last_gate_statistics_equal_those_of_the_channels_first_map():
     torch.manual_seed(0)
     z = torch.randn(4, 5, 3, requires_grad=True)  # [N, tokens, units]

@@ -2,6 +2,7 @@
 few things every stage does with it — train with callbacks, prune at an event, record a row."""
 from __future__ import annotations
 
+import copy
 import logging
 import random
 from dataclasses import dataclass, field
@@ -17,7 +18,8 @@ from prunerun.config import Config
 from prunerun.data import DATASETS, DataSplits, build_dataset
 from prunerun.errors import UserError
 from prunerun.pruning.flops import output_sizes
-from prunerun.pruning.units import alive_units, unit_layers
+from prunerun.pruning import propagate_fill, remove_units
+from prunerun.pruning.units import alive_units, gate_of, unit_layers
 from prunerun.models import build_model
 from prunerun.plugins import load_plugin
 from prunerun.pruners import Pruner, UnitPruner, WeightPruner
@@ -201,6 +203,24 @@ def check_fractions(cfg: Config, model: nn.Module) -> None:
         check_reachable(fraction, sizes, cfg.prune.selection, cfg.prune.counting, key, cfg.model.name)
 
 
+def check_mean_replacement(cfg: Config, model: nn.Module, level: str) -> None:
+    """A UserError, before training, where mean replacement could not be shrunk away at the end: a copy
+    with one unit of every layer filled with 1 must fold into its consumers (a fill scaled by a
+    squeeze-excite gate, or read through a zero-padded pool past the gate, reaches them varying)."""
+    if not (cfg.prune.mean_replacement and level == "unit" and any(l.consumers for l in unit_layers(model))):
+        return
+    probe = copy.deepcopy(model)
+    for layer in unit_layers(probe):
+        units = gate_of(probe, layer).keep.numel()
+        if units > 1:
+            remove_units(probe, layer, torch.tensor([0]), torch.ones(len(layer.gates), units))
+    try:
+        propagate_fill(probe, exact_borders=True)
+    except ValueError as error:
+        raise UserError(f"prune.mean_replacement=true could not be shrunk away in this model at the end: {error} "
+                        f"(prune.mean_replacement=false)") from None
+
+
 def check_coupled(cfg: Config, model: nn.Module, level: str) -> None:
     """A UserError, before training, for what cannot yet handle residual streams pruned as one group
     (``prune.coupled=true``: a layer whose units lie in several maps, each gated)."""
@@ -249,6 +269,7 @@ def build_job(cfg: Config, out_dir: Path, overrides: str, device: torch.device, 
     batches, score_batches = stream("training"), stream("scoring")
     sizes = output_sizes(model, data.input_shape)
     check_coupled(cfg, model, level)
+    check_mean_replacement(cfg, model, level)
     pruner = build_pruner(cfg, level, model, data, score_batches, sizes)
     return Job(cfg, out_dir, device, get_schedule(cfg.schedule.name), data, model, pruner, batches, score_batches,
                {}, run_identifiers(cfg, overrides), sizes)
