@@ -38,8 +38,8 @@ def build_model(name: str, num_classes: int, input_shape: tuple[int, ...], weigh
     options = dict(options or {})
     generic = getattr(builder, "checks_input", False)
     if options.get("coupled") and not generic:
-        raise UserError(f"prune.coupled=true prunes residual streams found in the traced graph, and model={name} "
-                        f"declares its units by hand; use model=torchvision model.arch=... or model=custom")
+        raise UserError(f"prune.coupled=true prunes residual streams, and model={name} declares its units by hand "
+                        f"(the layers its paper prunes); use model=torchvision model.arch=... or model=custom")
     if not generic:
         if options:
             raise UserError(f"model={name} takes no {', '.join('model.' + key for key in options)}; "

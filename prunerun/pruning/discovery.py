@@ -21,8 +21,9 @@ Each group gets one :class:`~prunerun.pruning.gates.Gate`, inserted into the gra
 of the producer's chain of BatchNorms, activations and depthwise convs: the post-activation map
 the consumers read, as the papers place it (after a conv's ReLU, after MobileNet's depthwise ReLU6);
 the zoo's builders gate their models this way, naming the producers their papers prune. Scorers,
-mean replacement, penalties and the oracle see the same gate API as for declared layers; shrinking folds a removed unit's fill into each consumer by the value the
-consumer actually receives (:func:`prunerun.pruning.bias_propagation.propagate_fill`).
+mean replacement, penalties and the oracle see the same gate API as for declared layers;
+shrinking folds a removed unit's fill into each consumer by the value the consumer actually receives
+(:func:`prunerun.pruning.bias_propagation.propagate_fill`).
 
 Why not Torch-Pruning's ``DependencyGraph``: its groups say which modules lose channels
 together, which shrinking needs, but not where in the forward the post-activation map is (a
@@ -533,8 +534,10 @@ def discover(model: nn.Module, input_shape: tuple[int, ...], coupled: bool = Fal
             if walk.spaces[root].added and not any(s.barred for s in spaces):
                 tied.extend(space.producer for space in spaces)
             continue
-        gate = _gate_stream if walk.spaces[root].added else _gate_group
-        layer = gate(module, walk, spaces, parameter)
+        if walk.spaces[root].added:
+            layer = _gate_stream(module, walk, root, spaces, parameter)
+        else:
+            layer = _gate_group(module, walk, spaces, parameter)
         if isinstance(layer, str):
             skipped.update({space.producer: layer for space in spaces})
         else:
@@ -574,7 +577,8 @@ def _gate_group(module: fx.GraphModule, walk: _Walk, spaces: list[Space], parame
     return _group_layer(module, spaces, main, chain, (gate,), dim)
 
 
-def _gate_stream(module: fx.GraphModule, walk: _Walk, spaces: list[Space], parameter: torch.Tensor) -> UnitLayer | str:
+def _gate_stream(module: fx.GraphModule, walk: _Walk, root: int, spaces: list[Space],
+                 parameter: torch.Tensor) -> UnitLayer | str:
     """A residual stream as one group (``prune.coupled=true``): its channels are those of every layer
     added into it, so each of its maps that anything but the stream's own additions reads (a block's
     output after the addition and its activation, the first map the stream starts from) gets a gate,
@@ -582,7 +586,6 @@ def _gate_stream(module: fx.GraphModule, walk: _Walk, spaces: list[Space], param
     stream; each gate keeps its own fill, so mean replacement fills each map with that map's mean."""
     order = {node: i for i, node in enumerate(module.graph.nodes)}
     members = {s.node for s in spaces}
-    root = walk.root(walk.spaces.index(spaces[0]))
     adds = {node for node in walk.adds if walk.root(walk.layouts[node].parts[0][0]) == root}
     main, chain, ends = min(spaces, key=lambda s: order[s.node]), [], []
     _chain_end(module, main.node, chain)
