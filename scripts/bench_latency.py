@@ -7,10 +7,14 @@ same batch and device, after warm-up. Prints the speed-up, the FLOPs reduction (
 count) and their ratio; the target is ≥ 0.8 (the paper reports 0.49–0.69).
 
     python scripts/bench_latency.py [--size 112] [--batch 8] [--threads 1] [--repeats 10] [--device cpu]
+
+``--against-torch-pruning`` instead times each shrunk torchvision model against Torch-Pruning's with
+the same channels removed (the other options as in ``scripts/bench_against_torch_pruning.py``).
 """
 from __future__ import annotations
 
 import argparse
+import sys
 
 import torch
 
@@ -21,6 +25,11 @@ from prunerun.runner import resolve_device
 
 
 def main() -> None:
+    if "--against-torch-pruning" in sys.argv:
+        import bench_against_torch_pruning  # beside this script; needs the compare extra
+
+        sys.argv.remove("--against-torch-pruning")
+        return bench_against_torch_pruning.main()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="vgg16")
     parser.add_argument("--size", type=int, default=112, help="input height and width (the paper: 224)")

@@ -14,7 +14,7 @@ from torch import nn
 
 from prunerun.errors import UserError
 from prunerun.models import build_model
-from prunerun.pruning.discovery import DiscoveryError, gate_model
+from prunerun.pruning.discovery import DiscoveryError, discover, gate_model
 from prunerun.pruning.gates import remove_units
 from prunerun.pruning.shrink import shrink
 from prunerun.pruning.units import gate_of, unit_layers
@@ -103,6 +103,23 @@ class Residual(nn.Module):
         return self.head(x.mean((2, 3)))
 
 
+class Shuffle(nn.Module):
+    """A ShuffleNet-V2 unit: split, a branch (1×1 → depthwise → 1×1), concatenate, shuffle channels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.inner, self.depthwise = nn.Conv2d(4, 6, 1), nn.Conv2d(6, 6, 3, padding=1, groups=6)
+        self.outer, self.head = nn.Conv2d(6, 4, 1), nn.Linear(8, 4)
+
+    def forward(self, x):
+        kept, branch = F.relu(self.stem(x)).chunk(2, dim=1)
+        x = torch.cat((kept, F.relu(self.outer(self.depthwise(F.relu(self.inner(branch)))))), 1)
+        n, c, h, w = x.size()
+        x = x.view(n, 2, c // 2, h, w).transpose(1, 2).contiguous().view(n, -1, h, w)
+        return self.head(x.mean((2, 3)))
+
+
 class Branching(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -116,7 +133,7 @@ class Branching(nn.Module):
 
 SHAPE = (3, 16, 16)
 MODELS = {"chain": Chain, "dense": Dense, "squeeze_excite": SqueezeExcite, "token_mlp": TokenMLP,
-          "residual": Residual}
+          "residual": Residual, "shuffle": Shuffle}
 
 
 def gated(name: str, dtype=torch.float64) -> nn.Module:
@@ -179,6 +196,32 @@ def test_residual_channels_are_coupled_and_left_alone_by_default():
     model = gated("residual")
     assert [layer.name for layer in unit_layers(model)] == ["conv1"]
     assert "residual addition" in model.skipped_units["stem"] and "residual addition" in model.skipped_units["conv2"]
+
+
+def test_a_split_and_a_channel_shuffle_are_left_alone_with_where_the_channels_were_lost():
+    model = gated("shuffle")
+    assert [layer.name for layer in unit_layers(model)] == ["inner"]
+    assert model.skipped_units["stem"] == "chunk splits its channels"
+    assert model.skipped_units["outer"] == "it meets channels the walk cannot follow: chunk splits its channels"
+
+
+def test_a_view_into_channel_groups_is_named_a_shuffle_and_a_parameter_as_the_cause():
+    class Tokens(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.shuffled, self.token = nn.Conv2d(3, 4, 1), nn.Conv2d(3, 4, 1), nn.Parameter(torch.zeros(1, 4, 1))
+            self.head = nn.Linear(8, 4)
+
+        def forward(self, x):
+            shuffled = self.shuffled(x).view(-1, 2, 2, 16, 16).transpose(1, 2).reshape(-1, 4, 256)
+            tokens = torch.cat((self.token.expand(x.shape[0], -1, -1), self.conv(x).flatten(2)), 2)
+            return self.head(torch.cat((tokens.mean(2), shuffled.mean(2)), 1))
+
+    with pytest.raises(DiscoveryError):
+        gate_model(Tokens(), SHAPE)
+    skipped = discover(Tokens(), SHAPE)[1].skipped
+    assert skipped["shuffled"].startswith("view splits its channels into groups, as a channel shuffle does")
+    assert skipped["conv"] == "it meets channels the walk cannot follow: a parameter"
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

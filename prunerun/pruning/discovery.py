@@ -9,6 +9,11 @@ dimensions. A concatenation along the channel dimension places each input at an 
 Everything else (LayerNorm and GroupNorm over channels, attention, channel shuffles and splits,
 parameters broadcast along channels, the model's output) ends a channel space: its channels
 cannot be removed without changing what the other channels compute, so they are left alone.
+A shuffle (a view into ``[N, g, C/g, …]``) and a split (chunk) route channels by position:
+removing one moves every later channel to another group or half. In ShuffleNet-V2 a stage's
+kept channels would have to fall in equal numbers into both halves of every later split, which
+is a count constraint, not a group of channels removed together. Where the walk loses a map's
+channels is remembered, and each group that meets that map later names it as its reason.
 
 A *group* is the channels of one producer that reach conv or linear readers (its consumers)
 only through such operations. Channels multiplied elementwise by another producer's output
@@ -181,6 +186,7 @@ class _Walk:
         self.layouts: dict[fx.Node, Layout] = {}
         self.calls: dict[str, int] = {}
         self.adds: list[fx.Node] = []  # additions that tie or keep one space: the maps of residual streams
+        self.ended: dict[fx.Node, str] = {}  # untracked outputs of operations the walk does not see through: why
         for node in module.graph.nodes:
             self.visit(node)
         for space in self.spaces:  # a module called twice reads or makes two different maps
@@ -216,15 +222,25 @@ class _Walk:
         self.spaces[a].added |= added
         self.spaces[a].scaled |= not added
 
-    def barrier(self, node: fx.Node, reason: str) -> None:
-        """An operation the walk does not see through: its inputs' channels are kept, its output untracked."""
+    def barrier(self, node: fx.Node, reason: str, cause: str | None = None) -> None:
+        """An operation the walk does not see through: its inputs' channels are kept, its output
+        untracked, remembered with ``cause`` (the first operation that lost the channels; ``reason``
+        when it is this one)."""
         for arg in node.all_input_nodes:
             self.bar(self.layouts.get(arg), reason)
+        self.ended[node] = cause or reason
+
+    def untracked(self, node: fx.Node) -> None:
+        """An input whose channels the walk lost: the tracked inputs are kept, with where it lost them."""
+        causes = [self.ended[a] for a in node.all_input_nodes if a not in self.layouts and a in self.ended]
+        parameter = any(arg.op == "get_attr" for arg in node.all_input_nodes)
+        cause = causes[0] if causes else "a parameter" if parameter else "the model input"
+        self.barrier(node, f"it meets channels the walk cannot follow: {cause}", cause)
 
     def same(self, node: fx.Node, source, dim: int | None = None, repeat: int | None = None) -> None:
         layout = self.layouts.get(source) if isinstance(source, fx.Node) else None
         if layout is None:
-            return self.barrier(node, "an untracked input")
+            return self.untracked(node)
         self.layouts[node] = Layout(layout.dim if dim is None else dim, layout.parts,
                                     layout.repeat if repeat is None else repeat)
 
@@ -242,9 +258,12 @@ class _Walk:
         elif shape is None:  # sizes, shapes, asserts: nothing flows along channels
             if node.op == "call_function" and node.target is operator.getitem:
                 return
-            if any(isinstance(a, fx.Node) and a in self.layouts for a in node.all_input_nodes) and not self._reads_shape(node):
-                for arg in node.all_input_nodes:  # a tuple result (split, chunk): its parts are new maps
-                    self.bar(self.layouts.get(arg), f"{_name(node)} splits it")
+            if self._reads_shape(node):
+                return
+            if any(a in self.layouts for a in node.all_input_nodes):
+                self.barrier(node, f"{_name(node)} splits its channels")  # a tuple result (split, chunk): new maps
+            else:
+                self.untracked(node)
         else:
             self.visit_function(node, shape)
 
@@ -275,6 +294,8 @@ class _Walk:
                 self._consume(layout, path)
             out_dim = len(_shape(node)) - 1
             self.layouts[node] = Layout(out_dim, ((self.new(module.out_features, node, path), module.out_features),))
+        elif layout is None and not any(arg in self.layouts for arg in node.all_input_nodes):
+            self.untracked(node)
         elif isinstance(module, NORMS) and layout is not None and layout.dim == 1 and layout.repeat == 1 \
                 and module.num_features == layout.size:
             self._through(layout, path)
@@ -306,6 +327,8 @@ class _Walk:
         target = node.target
         method = target if node.op == "call_method" else None
         source = node.args[0] if node.args else None
+        if not any(arg in self.layouts for arg in node.all_input_nodes):
+            return self.untracked(node)
         if target in ACTIVATION_FUNCTIONS or method in ACTIVATION_METHODS or target in CHANNELWISE_FUNCTIONS \
                 or method in SAME_METHODS:
             layout = self.layouts.get(source) if isinstance(source, fx.Node) else None
@@ -329,8 +352,8 @@ class _Walk:
             return self.permute(node, source, order)
         if target in (torch.mean, torch.sum, torch.amax) or method in ("mean", "sum", "amax"):
             return self.reduce(node, source, shape)
-        if target is operator.getitem and isinstance(source, fx.Node) and source in self.layouts:
-            return self.getitem(node, source, shape)
+        if target is operator.getitem and isinstance(source, fx.Node):
+            return self.getitem(node, source, shape) if source in self.layouts else self.untracked(node)
         self.barrier(node, f"{_name(node)} reads across its channels")
 
     def binary(self, node: fx.Node, shape: tuple[int, ...], added: bool) -> None:
@@ -342,18 +365,20 @@ class _Walk:
                 continue
             layout = self.layouts.get(arg)
             if layout is None:
-                untracked.append(arg_shape)
+                untracked.append((arg, arg_shape))
                 continue
             dim = layout.dim + ndim - len(arg_shape)
             if arg_shape[layout.dim] == 1 and shape[dim] != 1:  # broadcast along the channels
                 continue
             operands.append(Layout(dim, layout.parts, layout.repeat))
         if not operands:
-            return self.barrier(node, "an untracked tensor")
-        for arg_shape in untracked:  # a parameter or other map: fine only if it is one value per channel row
+            return self.untracked(node)
+        for arg, arg_shape in untracked:  # a parameter or other map: fine only if it is one value per channel row
             dim = operands[0].dim - (ndim - len(arg_shape))
             if dim >= 0 and arg_shape[dim] != 1:
-                return self.barrier(node, f"{_name(node)} with a parameter or map the walk does not track")
+                cause = f"channels the walk cannot follow: {self.ended[arg]}" if arg in self.ended else \
+                    "a parameter" if arg.op == "get_attr" else "the model input"
+                return self.barrier(node, f"{_name(node)} with {cause}", self.ended.get(arg))
         first = operands[0]
         if any(op.dim != first.dim for op in operands):
             return self.barrier(node, f"{_name(node)} of maps with their channels on other dimensions")
@@ -375,7 +400,7 @@ class _Walk:
         dim = _normalise(dim, len(shape))
         layouts = [self.layouts.get(t) if isinstance(t, fx.Node) else None for t in tensors]
         if any(layout is None for layout in layouts):
-            return self.barrier(node, "an untracked tensor")
+            return self.untracked(node)
         if all(layout.dim == dim and layout.repeat == 1 for layout in layouts):
             self.layouts[node] = Layout(dim, tuple(part for layout in layouts for part in layout.parts))
             return
@@ -387,7 +412,7 @@ class _Walk:
         layout = self.layouts.get(source) if isinstance(source, fx.Node) else None
         before, after = _shape(source), _shape(node)
         if layout is None or before is None or after is None:
-            return self.barrier(node, "an untracked input")
+            return self.untracked(node)
         d = layout.dim
         lead = math.prod(before[:d])
         for new_dim in range(len(after)):
@@ -396,12 +421,15 @@ class _Walk:
                     return self.same(node, source, dim=new_dim)
                 if new_dim == len(after) - 1 and after[new_dim] == math.prod(before[d:]):
                     return self.same(node, source, dim=new_dim, repeat=layout.repeat * math.prod(before[d + 1:]))
+                if math.prod(after[new_dim:new_dim + 2]) == before[d] and after[new_dim] > 1:
+                    return self.barrier(node, f"{_name(node)} splits its channels into groups, as a channel "
+                                              f"shuffle does: removing one would move the others to other groups")
         self.barrier(node, f"{_name(node)} splits or mixes its channels")
 
     def permute(self, node: fx.Node, source, order: list[int]) -> None:
         layout = self.layouts.get(source) if isinstance(source, fx.Node) else None
         if layout is None:
-            return self.barrier(node, "an untracked input")
+            return self.untracked(node)
         self.same(node, source, dim=order.index(layout.dim))
 
     def reduce(self, node: fx.Node, source, shape: tuple[int, ...]) -> None:
