@@ -219,3 +219,26 @@ def test_an_unknown_scorer_in_a_list_names_its_key_before_anything_is_written(ti
     with pytest.raises(UserError, match=rf"^{key} has unknown (weight )?scorer 'nope'; choose one of: "):
         run(tiny_config(*override.split()), tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_evaluating_every_third_pruning_step_removes_the_same_units_in_fewer_rows(tiny_config, tmp_path):
+    """prune.eval_every=3 over 5 iterative steps: rows after steps 1, 3 and 5 (the first, every
+    third, the last), identical to those of the run that evaluates after every step; same model."""
+    runs = {}
+    for every in (1, 3):
+        run(tiny_config(f"prune.eval_every={every}", "measure.every=0"), tmp_path / str(every))
+        runs[every] = pd.read_csv(tmp_path / str(every) / "pruning.csv").drop(columns=["run_id"], errors="ignore")
+    assert runs[1]["iteration"].nunique() == 7  # dense, 5 steps, finetuned
+    assert sorted(runs[3]["iteration"].unique()) == [0, 1, 3, 5, 6]
+    pd.testing.assert_frame_equal(runs[3].reset_index(drop=True),
+                                  runs[1][runs[1]["iteration"].isin([0, 1, 3, 5, 6])].reset_index(drop=True))
+    states = [torch.load(tmp_path / str(every) / "model.pt") for every in (1, 3)]
+    assert all(torch.equal(states[0][key], states[1][key]) for key in states[0])
+
+
+def test_the_flops_target_step_is_recorded_between_evaluations(tiny_config, tmp_path):
+    run(tiny_config("prune.fraction=0.5", "prune.target_flops=600000", "schedule.finetune_steps=1", "measure.every=0",
+                    "prune.eval_every=1000"), tmp_path)
+    total = pd.read_csv(tmp_path / "pruning.csv").query("layer == 'total'")
+    assert total["phase"].tolist() == ["dense", "pruned", "pruned", "finetuned"]
+    assert total["flops"].iloc[2] <= 600000 < total["flops"].iloc[1]

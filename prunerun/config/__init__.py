@@ -221,6 +221,7 @@ class PruneConfig:
     record_saliency: bool = True  # gradual: FORCE saliency of each mask ÷ one-shot SNIP's (FORCE figs. 4, 6)
     counting: str = "floor"  # units of a layer a fraction names: floor (the papers: ⌊256/10⌋ = 25) or round
     coupled: bool = False  # units found in the graph: also prune residual streams, each as one group
+    eval_every: int = 1  # pruning steps between val/test evaluations (pruning.csv rows); always the first and last
 
     def __post_init__(self) -> None:
         _check(
@@ -237,6 +238,7 @@ class PruneConfig:
         _check_choice(self.level, LEVELS, "prune.level")
         _check(self.num_batches >= 1, f"prune.num_batches={self.num_batches} must be >= 1")
         _check(self.steps >= 1, f"prune.steps={self.steps} must be >= 1")
+        _check(self.eval_every >= 1, f"prune.eval_every={self.eval_every} must be >= 1")
         _check_choice(self.decay, DECAYS, "prune.decay")
         _check_choice(self.saliency_loss, SALIENCY_LOSSES, "prune.saliency_loss")
         _check_choice(self.counting, COUNTINGS, "prune.counting")

@@ -108,6 +108,7 @@ class Job:
     callbacks: list[Callback] = field(default_factory=list)  # after every update of dense training
     correlation: tuple | None = None  # criteria and fixed batches of the correlation study
     saved_dense: tuple | None = None  # (state, path) of a saved dense model, read before anything is written
+    pending: tuple | None = None  # (iteration, phase, step) of a pruning step not yet recorded (prune.eval_every)
     step: int = 0
 
     def events(self) -> list[PruneEvent]:
@@ -166,10 +167,22 @@ class Job:
         self.tables["metrics"].add(rows)
         self.model.train()
 
-    def prune(self, event: PruneEvent, phase: str) -> int:
-        """Apply ``event`` with the pruner and record the result; returns the model's FLOPs."""
+    def prune(self, event: PruneEvent, phase: str, eval_every: int = 1) -> int:
+        """Apply ``event`` with the pruner; returns the model's FLOPs. The result is recorded (val and
+        test evaluated) after the first step and every ``eval_every``-th; another is kept pending
+        until the next step or :meth:`record_pending`, so the last step is always recorded."""
         last_step = self.pruner.prune_to(event.fraction, at_init=event.after == BEFORE_TRAINING)
-        return self.record(self.pruner.iteration, phase, last_step)
+        iteration, self.pending = self.pruner.iteration, None
+        if iteration == 1 or iteration % eval_every == 0:
+            return self.record(iteration, phase, last_step)
+        self.pending = (iteration, phase, last_step)
+        return self.pruner.rows(last_step)[-1]["flops"]
+
+    def record_pending(self) -> None:
+        """Record the last pruning step if :meth:`prune` left it pending (the model as it stands)."""
+        if self.pending is not None:
+            self.record(*self.pending)
+            self.pending = None
 
     def add_pruning_rows(self, rows: list[dict], model: nn.Module | None = None, **base) -> list[dict]:
         """pruning.csv: ``rows`` (per layer) of ``model`` (the run's by default) with its val/test loss

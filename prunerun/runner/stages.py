@@ -99,7 +99,8 @@ def prune_after_training(job: Job, events: list[PruneEvent]) -> None:
         with job.pruner.observe():  # the scorer's statistics from the fine-tuning updates, if any
             if event.finetune:
                 optimizer = job.train(event.finetune, event.lr, "finetune", optimizer)
-        flops = job.prune(event, "pruned")
+        flops = job.prune(event, "pruned", cfg.prune.eval_every)
+    job.record_pending()
     if target is not None and flops > target:
         log.warning("prune.target_flops=%g not reached: prune.fraction=%g stopped pruning at %d FLOPs; raise prune.fraction",
                     target, cfg.prune.fraction, flops)
@@ -115,7 +116,8 @@ def prune_before_training(job: Job, events: list[PruneEvent]) -> None:
     job.pruner.start_at_init(len(events))
     job.record(0, "init")
     for event in events:
-        job.prune(event, "pruned")
+        job.prune(event, "pruned", job.cfg.prune.eval_every)
+    job.record_pending()
 
 
 def train_while_pruning(job: Job, events: list[PruneEvent]) -> None:
