@@ -37,7 +37,7 @@ def dense_key(cfg, device: torch.device) -> str:
     measured = cfg.measure.every > 0
     return digest({
         "format": CACHE_FORMAT, "dataset": dataset, "model": dataclasses.asdict(cfg.model),
-        "train": dataclasses.asdict(cfg.train), "seed": cfg.seed, "device": device.type,
+        "train": cfg.train.key(), "seed": cfg.seed, "device": device.type,
         # CPU kernels split reductions by thread, so the trained weights depend on the thread count
         "threads": torch.get_num_threads() if device.type == "cpu" else None,
         "measure": dataclasses.asdict(cfg.measure) if measured else None,

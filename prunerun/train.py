@@ -6,8 +6,8 @@ split's device.
 """
 from __future__ import annotations
 
+import math
 import os
-
 from typing import Iterator
 
 import torch
@@ -23,8 +23,35 @@ def model_device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def make_optimizer(model: nn.Module, lr: float, momentum: float, weight_decay: float) -> torch.optim.SGD:
+def make_optimizer(model: nn.Module, lr: float, momentum: float, weight_decay: float,
+                   name: str = "sgd") -> torch.optim.Optimizer:
+    """SGD with momentum and L2 weight decay (the papers'), or AdamW with decoupled weight decay."""
+    if name == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+def learning_rate(base: float, step: int, total: int, schedule: str = "constant", milestones=(), gamma: float = 0.1,
+                  warmup: int = 0) -> float:
+    """The rate of update ``step + 1`` of ``total``: ``base · (step + 1) / warmup`` during the warm-up,
+    then ``step`` decay (× ``gamma`` after each milestone, multiplied in turn as torch's MultiStepLR
+    does, to the same bits), ``cosine`` decay ``base · ½(1 + cos(π t / T))`` over the T updates after
+    the warm-up (t counted from its end), or ``constant``. A function of the update count alone, so a
+    resumed run continues on the same rates."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    if schedule == "cosine":
+        return base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+    rate = base
+    for milestone in milestones if schedule == "step" else ():
+        if step >= milestone:
+            rate *= gamma
+    return rate
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, rate: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = rate
 
 
 def iterate_batches(data: Dataset, batch_size: int, generator: torch.Generator | None = None) -> Iterator[Batch]:

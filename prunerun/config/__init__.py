@@ -27,6 +27,9 @@ LEVELS = ("auto", "unit", "weight")
 DECAYS = ("exp", "linear")
 SALIENCY_LOSSES = ("cross_entropy", "nll_logits")
 AT_UNITS = ("epoch", "step")
+OPTIMIZERS = ("sgd", "adamw")
+LR_SCHEDULES = ("step", "cosine", "constant")
+FINETUNE_SCHEDULES = ("constant", "cosine")
 
 
 def _check(ok: bool, message: str) -> None:
@@ -176,17 +179,20 @@ class ScheduleConfig:
 
 @dataclass
 class TrainConfig:
-    """Dense training with SGD; ``steps`` counts minibatch updates."""
+    """Dense training; ``steps`` counts minibatch updates. The optimizer serves fine-tuning too."""
 
     steps: int = 2000
     batch_size: int = 32
     lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
+    momentum: float = 0.9  # sgd only
+    weight_decay: float = 5e-4  # sgd: L2 added to the gradient; adamw: decoupled
     eval_every: int = 250
     eval_batch_size: int = 500
-    lr_milestones: list[int] = field(default_factory=list)  # updates after which lr is multiplied by lr_gamma
+    lr_milestones: list[int] = field(default_factory=list)  # step: updates after which lr is multiplied by lr_gamma
     lr_gamma: float = 0.1
+    optimizer: str = "sgd"  # sgd | adamw
+    schedule: str = "step"  # step (lr_milestones) | cosine (to 0 at the last update) | constant
+    warmup_steps: int = 0  # linear warm-up from lr/warmup_steps to lr over the first updates, then the schedule
 
     def __post_init__(self) -> None:
         _check(self.steps >= 0, f"train.steps={self.steps} must be >= 0")
@@ -198,6 +204,21 @@ class TrainConfig:
         _check(list(self.lr_milestones) == sorted(set(self.lr_milestones)) and all(m >= 1 for m in self.lr_milestones),
                f"train.lr_milestones={list(self.lr_milestones)} must be increasing update counts >= 1")
         _check(0 < self.lr_gamma <= 1, f"train.lr_gamma={self.lr_gamma} must be in (0, 1]")
+        _check_choice(self.optimizer, OPTIMIZERS, "train.optimizer")
+        _check_choice(self.schedule, LR_SCHEDULES, "train.schedule")
+        _check(self.warmup_steps >= 0, f"train.warmup_steps={self.warmup_steps} must be >= 0")
+        _check(self.schedule == "step" or not self.lr_milestones,
+               f"train.lr_milestones applies to train.schedule=step (this is train.schedule={self.schedule})")
+
+    def key(self) -> dict[str, Any]:
+        """The fields that decide the trained weights, the options added later left out at their
+        defaults (so that dense states cached before they existed stay valid)."""
+        values = dataclasses.asdict(self)
+        return {k: v for k, v in values.items() if not (k in _LATER_TRAIN_OPTIONS and v == _LATER_TRAIN_OPTIONS[k])}
+
+
+_LATER_TRAIN_OPTIONS = {"optimizer": "sgd", "schedule": "step", "warmup_steps": 0, "precision": "fp32",
+                        "channels_last": False, "compile": False}
 
 
 @dataclass
@@ -222,6 +243,7 @@ class PruneConfig:
     counting: str = "floor"  # units of a layer a fraction names: floor (the papers: ⌊256/10⌋ = 25) or round
     coupled: bool = False  # units found in the graph: also prune residual streams, each as one group
     eval_every: int = 1  # pruning steps between val/test evaluations (pruning.csv rows); always the first and last
+    final_schedule: str = "constant"  # the final fine-tuning's learning rate: constant (prune.lr) | cosine (to 0)
 
     def __post_init__(self) -> None:
         _check(
@@ -239,6 +261,7 @@ class PruneConfig:
         _check(self.num_batches >= 1, f"prune.num_batches={self.num_batches} must be >= 1")
         _check(self.steps >= 1, f"prune.steps={self.steps} must be >= 1")
         _check(self.eval_every >= 1, f"prune.eval_every={self.eval_every} must be >= 1")
+        _check_choice(self.final_schedule, FINETUNE_SCHEDULES, "prune.final_schedule")
         _check_choice(self.decay, DECAYS, "prune.decay")
         _check_choice(self.saliency_loss, SALIENCY_LOSSES, "prune.saliency_loss")
         _check_choice(self.counting, COUNTINGS, "prune.counting")

@@ -69,7 +69,8 @@ class PenaltyMeasurer:
 
     def _finetune(self, model: nn.Module, step: int) -> nn.Module:
         tuned = copy.deepcopy(model).train()
-        optimizer = make_optimizer(tuned, self.cfg.finetune_lr, self.train_cfg.momentum, self.train_cfg.weight_decay)
+        optimizer = make_optimizer(tuned, self.cfg.finetune_lr, self.train_cfg.momentum, self.train_cfg.weight_decay,
+                                   self.train_cfg.optimizer)
         batches = endless_batches(self.train, self.train_cfg.batch_size, generator(self.seed, "measure", step))
         for _ in range(self.cfg.finetune_steps):
             train_step(tuned, optimizer, *next(batches))

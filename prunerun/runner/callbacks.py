@@ -12,7 +12,15 @@ from prunerun.measure.units import UNITS_COLUMNS, UnitTracker
 from prunerun.measure.weight_penalties import WeightPenaltyMeasurer
 from prunerun.runner.job import Callback, Job
 from prunerun.schedules import PruneEvent
-from prunerun.train import attach_lr_attack, make_optimizer
+from prunerun.train import attach_lr_attack, learning_rate, make_optimizer, set_learning_rate
+
+
+def learning_rates(optimizer: torch.optim.Optimizer, base: float, total: int, schedule: str, milestones=(),
+                   gamma: float = 0.1, warmup: int = 0, start: int = 0) -> Callback:
+    """The learning-rate schedule (:func:`prunerun.train.learning_rate`) of a phase that starts
+    after update ``start``: after each update, the next update's rate."""
+    return lambda step: set_learning_rate(optimizer, learning_rate(base, step - start, total, schedule, milestones,
+                                                                   gamma, warmup))
 
 
 def every(period: int, callback: Callback) -> Callback:
@@ -70,15 +78,17 @@ def create_measurers(job: Job) -> Measurers:
 
 def start_training(job: Job, measurers: Measurers) -> None:
     """The dense optimizer (the attack and the weight masks hooked on it) and the callbacks list:
-    learning-rate step decay (``train.lr_milestones``), penalties, traces."""
+    the learning-rate schedule (``train.schedule``), penalties, traces."""
     cfg = job.cfg
-    job.optimizer = make_optimizer(job.model, cfg.train.lr, cfg.train.momentum, cfg.train.weight_decay)
+    t = cfg.train
+    job.optimizer = make_optimizer(job.model, t.lr, t.momentum, t.weight_decay, t.optimizer)
     if measurers.tracker is not None:
         attach_lr_attack(job.optimizer, job.model.get_submodule(measurers.tracker.layer.producer).weight,
                          cfg.attack.unit, cfg.attack.attacks_at, cfg.attack.multiplier)
     job.pruner.attach(job.optimizer)  # weights: pruned entries stay zero through every update
-    schedule = torch.optim.lr_scheduler.MultiStepLR(job.optimizer, list(cfg.train.lr_milestones), cfg.train.lr_gamma)
-    job.callbacks = [lambda step: schedule.step()]
+    set_learning_rate(job.optimizer, learning_rate(t.lr, 0, t.steps, t.schedule, (), t.lr_gamma, t.warmup_steps))
+    job.callbacks = [learning_rates(job.optimizer, t.lr, t.steps, t.schedule, list(t.lr_milestones), t.lr_gamma,
+                                    t.warmup_steps)]
     if measurers.unit is not None:
         job.callbacks.append(every(cfg.measure.every, unit_penalties(job, measurers.unit)))
     if measurers.weight is not None:

@@ -31,7 +31,7 @@ from prunerun.scorers.units.selection import check_reachable
 from prunerun.scorers.weights import WEIGHT_SCORERS
 from prunerun.seeds import generator
 from prunerun.types import Batch
-from prunerun.train import BatchStream, RunningMean, evaluate, make_optimizer, train_step
+from prunerun.train import BatchStream, RunningMean, evaluate, make_optimizer, set_learning_rate, train_step
 
 log = logging.getLogger("prunerun")
 Callback = Callable[[int], None]  # called with the update count after every training update
@@ -132,15 +132,16 @@ class Job:
                                     for s, (l, a) in results.items()])
         return results
 
-    def train(self, updates: int, lr: float, phase: str, optimizer: torch.optim.Optimizer | None = None,
+    def train(self, updates: int, lr: float | None, phase: str, optimizer: torch.optim.Optimizer | None = None,
               callbacks: list[Callback] = ()) -> torch.optim.Optimizer:
-        """``updates`` SGD steps at ``lr`` (on ``optimizer`` when given, else a new one), then each
-        callback; running train and val metrics every ``train.eval_every``."""
+        """``updates`` steps of ``optimizer`` (else a new one of ``train.optimizer``) starting at ``lr``
+        (None: the optimizer's own, which a schedule callback sets), then each callback after every
+        update; running train and val metrics every ``train.eval_every``."""
         t = self.cfg.train
         if optimizer is None:
-            optimizer = make_optimizer(self.model, lr, t.momentum, t.weight_decay)
-        for group in optimizer.param_groups:  # a reused optimizer takes this phase's rate
-            group["lr"] = lr
+            optimizer = make_optimizer(self.model, lr, t.momentum, t.weight_decay, t.optimizer)
+        if lr is not None:  # a reused optimizer takes this phase's rate
+            set_learning_rate(optimizer, lr)
         running = RunningMean()
         self.model.train()
         for _ in tqdm(range(updates), desc=phase, disable=None, leave=False):
@@ -149,7 +150,7 @@ class Job:
             self.step += 1
             if not torch.isfinite(loss):
                 raise UserError(f"the training loss is {float(loss)} at update {self.step} ({phase}, learning rate "
-                                f"{lr:g}); nothing is cached: lower train.lr (prune.lr when fine-tuning) or check the data")
+                                f"{optimizer.param_groups[0]['lr']:g}); nothing is cached: lower train.lr (prune.lr when fine-tuning) or check the data")
             running.add(loss, correct, len(y))
             if self.step % t.eval_every == 0:
                 self._log_metrics(phase, running.pop())

@@ -19,12 +19,12 @@ from prunerun.provenance import write_done
 from prunerun.pruners.sparse_units import sparse_unit_rows, without_sparse_units
 from prunerun.pruning.export import save_pruned
 from prunerun.results import CORRELATION_COLUMNS, SCORES_COLUMNS, TIMING_COLUMNS
-from prunerun.runner.callbacks import prune_at_updates
+from prunerun.runner.callbacks import learning_rates, prune_at_updates
 from prunerun.runner.job import Job
 from prunerun.schedules import PruneEvent
 from prunerun.scorers.units import get_scorer, list_scorers
 from prunerun.seeds import stream_seed
-from prunerun.train import iterate_batches
+from prunerun.train import iterate_batches, make_optimizer
 
 log = logging.getLogger("prunerun")
 DENSE_CHECKPOINT = "dense.ckpt"
@@ -55,7 +55,7 @@ def train_dense(job: Job, saved: tuple[dict, Path] | None) -> None:
         restore(job, saved[0], tables)
         log.info("dense model (step %d) restored from %s", job.step, saved[1])
         return
-    job.train(cfg.train.steps, cfg.train.lr, "train", job.optimizer, job.callbacks)
+    job.train(cfg.train.steps, None, "train", job.optimizer, job.callbacks)
     state = capture(job, tables)
     save_state(state, checkpoint)
     if cache is not None:
@@ -104,8 +104,12 @@ def prune_after_training(job: Job, events: list[PruneEvent]) -> None:
     if target is not None and flops > target:
         log.warning("prune.target_flops=%g not reached: prune.fraction=%g stopped pruning at %d FLOPs; raise prune.fraction",
                     target, cfg.prune.fraction, flops)
-    if job.pruner.iteration and cfg.schedule.final_finetune_steps:
-        job.train(cfg.schedule.final_finetune_steps, cfg.prune.lr, "finetune", optimizer)
+    steps = cfg.schedule.final_finetune_steps
+    if job.pruner.iteration and steps:
+        optimizer = optimizer or make_optimizer(job.model, cfg.prune.lr, cfg.train.momentum, cfg.train.weight_decay,
+                                                cfg.train.optimizer)
+        rates = learning_rates(optimizer, cfg.prune.lr, steps, cfg.prune.final_schedule, start=job.step)
+        job.train(steps, cfg.prune.lr, "finetune", optimizer, [rates])
         job.record(job.pruner.iteration + 1, "finetuned")
 
 
@@ -126,7 +130,7 @@ def train_while_pruning(job: Job, events: list[PruneEvent]) -> None:
     cfg, unit_level = job.cfg, job.pruner.level == "unit"
     if unit_level:
         job.record(0, "dense")
-    job.train(cfg.train.steps, cfg.train.lr, "train", job.optimizer, [*job.callbacks, prune_at_updates(job, events)])
+    job.train(cfg.train.steps, None, "train", job.optimizer, [*job.callbacks, prune_at_updates(job, events)])
     job.record(len(events) + 1 if unit_level else job.pruner.iteration, "trained")
     if not unit_level:
         job.table("timing", TIMING_COLUMNS).add([job.pruner.timing_row()])
