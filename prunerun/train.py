@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
+from prunerun.precision import Precision, at_least_float32, loss_scaled
 from prunerun.pruning.modes import eval_mode
 from prunerun.types import Batch
 
@@ -167,13 +168,23 @@ class BatchStream:
         self.taken = state["taken"]
 
 
-def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One SGD update on the batch-mean cross-entropy; returns (loss, correct count), unsynced."""
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+               precision: Precision | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One update on the batch-mean cross-entropy, the forward pass in ``precision`` (autocast; a
+    float16 loss scaled by its GradScaler); returns (loss, correct count), unsynced."""
     optimizer.zero_grad(set_to_none=True)
-    logits = model(x)
-    loss = F.cross_entropy(logits, y)
-    loss.backward()
-    optimizer.step()
+    precision = precision or Precision()
+    scaler = precision.scaler
+    with loss_scaled(scaler.get_scale() if scaler is not None else 1.0):  # read by gate statistics in the forward
+        with precision.autocast():
+            logits = model(x)
+        loss = F.cross_entropy(logits.float() if precision.dtype is not None else logits, y)
+        (loss if scaler is None else scaler.scale(loss)).backward()
+    if scaler is None:
+        optimizer.step()
+    else:
+        scaler.step(optimizer)
+        scaler.update()
     return loss.detach(), (logits.detach().argmax(1) == y).sum()
 
 
@@ -204,19 +215,21 @@ class RunningMean:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: Dataset, batch_size: int = 500, bn_train: bool = False) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy over ``data`` (eval mode, or BatchNorm in train mode);
-    NaN for an empty split. Every module's own mode is as it was afterwards."""
+def evaluate(model: nn.Module, data: Dataset, batch_size: int = 500, bn_train: bool = False,
+             precision: Precision | None = None) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy over ``data`` (eval mode, or BatchNorm in train mode; the
+    forward pass in ``precision``, the loss summed in float64); NaN for an empty split. Every
+    module's own mode is as it was afterwards."""
     n = len(data)
     if n == 0:
         return float("nan"), float("nan")
     device = model_device(model)
     loss_sum, correct = torch.zeros((), dtype=torch.float64, device=device), 0
-    with eval_mode(model, bn_train):
+    with eval_mode(model, bn_train), (precision or Precision()).autocast():
         for x, y in iterate_batches(data, batch_size):
             x, y = x.to(device), y.to(device)
             logits = model(x)
-            loss_sum += F.cross_entropy(logits, y, reduction="sum")
+            loss_sum += F.cross_entropy(at_least_float32(logits), y, reduction="sum")
             correct += int((logits.argmax(1) == y).sum())
     return float(loss_sum) / n, correct / n
 

@@ -30,6 +30,7 @@ AT_UNITS = ("epoch", "step")
 OPTIMIZERS = ("sgd", "adamw")
 LR_SCHEDULES = ("step", "cosine", "constant")
 FINETUNE_SCHEDULES = ("constant", "cosine")
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def _check(ok: bool, message: str) -> None:
@@ -193,6 +194,9 @@ class TrainConfig:
     optimizer: str = "sgd"  # sgd | adamw
     schedule: str = "step"  # step (lr_milestones) | cosine (to 0 at the last update) | constant
     warmup_steps: int = 0  # linear warm-up from lr/warmup_steps to lr over the first updates, then the schedule
+    precision: str = "fp32"  # fp32 | bf16 | fp16: autocast of training and evaluation forwards (fp16 with a GradScaler)
+    channels_last: bool = False  # conv weights and 4-d input batches in channels-last memory format
+    compile: bool = False  # torch.compile the model for dense training
 
     def __post_init__(self) -> None:
         _check(self.steps >= 0, f"train.steps={self.steps} must be >= 0")
@@ -207,6 +211,7 @@ class TrainConfig:
         _check_choice(self.optimizer, OPTIMIZERS, "train.optimizer")
         _check_choice(self.schedule, LR_SCHEDULES, "train.schedule")
         _check(self.warmup_steps >= 0, f"train.warmup_steps={self.warmup_steps} must be >= 0")
+        _check_choice(self.precision, PRECISIONS, "train.precision")
         _check(self.schedule == "step" or not self.lr_milestones,
                f"train.lr_milestones applies to train.schedule=step (this is train.schedule={self.schedule})")
 

@@ -22,6 +22,7 @@ from prunerun.pruning import propagate_fill, remove_units
 from prunerun.pruning.units import alive_units, gate_of, unit_layers
 from prunerun.models import build_model
 from prunerun.plugins import load_plugin
+from prunerun.precision import Precision, make_precision
 from prunerun.pruners import Pruner, UnitPruner, WeightPruner
 from prunerun.pruners.weights import balanced_batches, fixed_batches
 from prunerun.results import METRICS_COLUMNS, PENALTIES_COLUMNS, PRUNING_COLUMNS, CsvTable, run_identifiers
@@ -109,6 +110,8 @@ class Job:
     correlation: tuple | None = None  # criteria and fixed batches of the correlation study
     saved_dense: tuple | None = None  # (state, path) of a saved dense model, read before anything is written
     pending: tuple | None = None  # (iteration, phase, step) of a pruning step not yet recorded (prune.eval_every)
+    precision: Precision = field(default_factory=Precision)  # train.precision
+    compiled: nn.Module | None = None  # train.compile: the model's compiled forward, for dense training
     step: int = 0
 
     def events(self) -> list[PruneEvent]:
@@ -123,7 +126,8 @@ class Job:
         return self.tables[name]
 
     def evaluate(self, split: str, model: nn.Module | None = None) -> tuple[float, float]:
-        return evaluate(self.model if model is None else model, self.data.split(split), self.cfg.train.eval_batch_size)
+        return evaluate(self.model if model is None else model, self.data.split(split), self.cfg.train.eval_batch_size,
+                        precision=self.precision)
 
     def evaluate_all(self, phase: str) -> dict[str, tuple[float, float]]:
         """Loss and accuracy on train/val/test, recorded in metrics.csv."""
@@ -144,9 +148,12 @@ class Job:
             set_learning_rate(optimizer, lr)
         running = RunningMean()
         self.model.train()
+        forward = self.compiled if phase == "train" and self.compiled is not None else self.model
         for _ in tqdm(range(updates), desc=phase, disable=None, leave=False):
             x, y = next(self.batches)
-            loss, correct = train_step(self.model, optimizer, x, y)
+            if t.channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            loss, correct = train_step(forward, optimizer, x, y, self.precision)
             self.step += 1
             if not torch.isfinite(loss):
                 raise UserError(f"the training loss is {float(loss)} at update {self.step} ({phase}, learning rate "
@@ -285,8 +292,12 @@ def build_job(cfg: Config, out_dir: Path, overrides: str, device: torch.device, 
     check_coupled(cfg, model, level)
     check_mean_replacement(cfg, model, level)
     pruner = build_pruner(cfg, level, model, data, score_batches, sizes)
+    if cfg.train.channels_last:
+        model.to(memory_format=torch.channels_last)
+    compiled = torch.compile(model) if cfg.train.compile else None
     return Job(cfg, out_dir, device, get_schedule(cfg.schedule.name), data, model, pruner, batches, score_batches,
-               {}, run_identifiers(cfg, overrides), sizes)
+               {}, run_identifiers(cfg, overrides), sizes, precision=make_precision(cfg.train.precision, device),
+               compiled=compiled)
 
 
 def open_tables(job: Job) -> None:

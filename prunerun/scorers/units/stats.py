@@ -19,6 +19,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from prunerun.precision import at_least_float32, loss_scale
 from prunerun.pruning.units import gates_of, unit_layers
 
 
@@ -62,12 +63,15 @@ class GateStats:
         self.s_gz: list[torch.Tensor] = []
 
     def observe(self, z: torch.Tensor, dim: int = 1) -> None:
-        """Register the backward hook on gate output ``z`` (units along ``dim``: 1, or -1 channels-last)."""
-        saved = z.detach()  # the hook must not keep z's autograd graph alive
+        """Register the backward hook on gate output ``z`` (units along ``dim``: 1, or -1 channels-last).
+        A map computed in bfloat16 or float16 (``train.precision``) is summed in float32, and a
+        gradient scaled for float16 (:func:`prunerun.precision.loss_scaled`) divided back."""
+        saved, scale = at_least_float32(z.detach()), loss_scale()  # no autograd graph kept alive by the hook
+        unscale = (lambda g: at_least_float32(g) / scale) if scale != 1 else at_least_float32
         if dim == 1:
-            z.register_hook(lambda g: self._accumulate(saved, g))
+            z.register_hook(lambda g: self._accumulate(saved, unscale(g)))
         else:
-            z.register_hook(lambda g: self._accumulate(saved.movedim(dim, 1), g.movedim(dim, 1)))
+            z.register_hook(lambda g: self._accumulate(saved.movedim(dim, 1), unscale(g).movedim(dim, 1)))
 
     @torch.no_grad()
     def _accumulate(self, z: torch.Tensor, g: torch.Tensor) -> None:
