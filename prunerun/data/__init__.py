@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
 
+from prunerun.data.device import DeviceImages
 from prunerun.errors import UserError
 from prunerun.registry import Registry
 from prunerun.seeds import generator
@@ -52,7 +53,7 @@ def split_labels(data: Dataset) -> torch.Tensor:
     """The labels of a split, without reading its images."""
     if isinstance(data, TensorDataset):
         return data.tensors[1]
-    if isinstance(data, LazySplit) and data.labels is not None:
+    if isinstance(data, LazySplit) and data.labels is not None or isinstance(data, DeviceImages):
         return data.labels
     raise TypeError(f"the labels of a {type(data).__name__} are not known without reading every example")
 
@@ -61,7 +62,7 @@ def move_split(data: Dataset, device: torch.device | str) -> Dataset:
     """A tensor dataset copied to ``device``; any other dataset stays on disk, its batches go there."""
     if isinstance(data, TensorDataset):
         return TensorDataset(*(t.to(device) for t in data.tensors))
-    if isinstance(data, LazySplit):
+    if isinstance(data, (LazySplit, DeviceImages)):
         return data.to(device)
     return LazySplit(data, device=device)
 
@@ -98,6 +99,8 @@ class DataSplits:
         index = torch.randperm(available, generator=generator(seed, "subset"))[:size]
         if isinstance(source, TensorDataset):
             return TensorDataset(*(t[index.to(t.device)] for t in source.tensors))
+        if isinstance(source, DeviceImages):
+            return source.subset(index)
         if not isinstance(source, LazySplit):
             source = LazySplit(source)
         return source.subset(index.tolist())

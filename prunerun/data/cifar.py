@@ -2,9 +2,10 @@
 ``<root>/cifar-10-batches-py`` or ``<root>/cifar-100-python``).
 
 Val is held out of the 50,000 training images (stratified, seeded; FORCE holds out 10%), test is
-the official 10,000. The pickles are small, so val and test live in memory as tensors (the fast
-path of MNIST); training images are augmented per example (random crop 32 with 4-pixel padding,
-horizontal flip; ``dataset.augment``) and read through a DataLoader.
+the official 10,000. The pickles are small, so every split lives in memory on the training device:
+val and test as normalised tensors (the fast path of MNIST), the augmented training images
+(``dataset.augment``: random crop 32 with 4-pixel padding, horizontal flip) as uint8, cropped and
+flipped there per batch (:class:`prunerun.data.device.DeviceImages`).
 """
 from __future__ import annotations
 
@@ -13,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Subset, TensorDataset
+from torch.utils.data import TensorDataset
 from torchvision.datasets import CIFAR10, CIFAR100
 
-from prunerun.data import DataSplits, LazySplit, held_out_size, register_dataset, split_sizes, stratified_order
-from prunerun.data.images import (dataset_root, describe, first_corrupt, missing, native_size, small_image_transforms,
-                                  test_subset, with_transform)
+from prunerun.data import DataSplits, held_out_size, register_dataset, split_sizes, stratified_order
+from prunerun.data.device import DeviceImages
+from prunerun.data.images import dataset_root, describe, first_corrupt, missing, native_size, test_subset
 from prunerun.errors import UserError
 
 # per-channel statistics of each training set
@@ -69,8 +70,7 @@ def cifar(name: str, cfg, seed: int) -> DataSplits:
     """Val held out of the training pickles, the official test set; augmented training batches."""
     root = dataset_root(cfg, SOURCES[name][0].base_folder)
     size = native_size(cfg, 32, name)
-    train_tf, eval_tf = small_image_transforms(size, *STATS[name], cfg.augment)
-    train_set = open_cifar(name, root, True, cfg.download, train_tf)
+    train_set = open_cifar(name, root, True, cfg.download)
     test_set = open_cifar(name, root, False, False)
     labels = torch.as_tensor(train_set.targets)
     train_size, val_size, _ = split_sizes(len(labels), cfg.train_size, held_out_size(cfg, len(labels)), 0)
@@ -78,10 +78,9 @@ def cifar(name: str, cfg, seed: int) -> DataSplits:
     train_index, val_index = order[:train_size], order[train_size:train_size + val_size]
     val = to_tensors(train_set.data, labels, val_index, name)
     test = to_tensors(test_set.data, test_set.targets, test_subset(test_set.targets, cfg.test_size, seed), name)
-    if cfg.augment:
-        plain = with_transform(train_set, eval_tf)
-        train = LazySplit(Subset(train_set, train_index.tolist()), Subset(plain, train_index.tolist()), cfg.num_workers,
-                          labels=labels[train_index])
+    if cfg.augment:  # held as uint8 on the training device, cropped and flipped there per batch
+        images = torch.from_numpy(train_set.data[train_index.numpy()]).permute(0, 3, 1, 2).contiguous()
+        train = DeviceImages(images, labels[train_index], *STATS[name], padding=4)
     else:
         train = to_tensors(train_set.data, labels, train_index, name)
     return DataSplits(train, val, test, num_classes=SOURCES[name][1], input_shape=(3, size, size))
