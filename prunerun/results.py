@@ -5,11 +5,12 @@ import csv
 import json
 import logging
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from prunerun.errors import UserError
+
+if TYPE_CHECKING:
+    import pandas as pd
 from prunerun.files import atomic_write
 
 
@@ -192,6 +193,8 @@ def find_runs(paths: list[Path]) -> list[Path]:
 def load_tables(paths: list[Path]) -> dict[str, pd.DataFrame]:
     """CSV name (``metrics``, ``penalties``…) → that CSV concatenated over every run found below
     ``paths``, with a ``run_dir`` column; a CSV no run has is absent."""
+    import pandas as pd  # not needed by a run, which only writes CSVs
+
     frames: dict[str, list] = {}
     for run in find_runs(paths):
         for name in RESULT_FILES:

@@ -11,9 +11,7 @@ import torch
 from prunerun.checkpoint import capture, dense_key, restore
 from prunerun.checkpoint import load as load_state
 from prunerun.checkpoint import save as save_state
-from prunerun.figures.run_plots import plot_run
 from prunerun.files import atomic_write
-from prunerun.measure.correlation import correlate
 from prunerun.measure.latency import latency_rows
 from prunerun.provenance import write_done
 from prunerun.pruners.sparse_units import sparse_unit_rows, without_sparse_units
@@ -75,6 +73,8 @@ def correlation_data(job: Job) -> tuple[list, list]:
 
 def correlate_criteria(job: Job, study: tuple[list, list]) -> None:
     """scores.csv and correlation.csv: every criterion and the reference on one fixed subset."""
+    from prunerun.measure.correlation import correlate  # scipy: imported by the runs that correlate
+
     c = job.cfg.correlate
     scores, correlations = correlate(job.model, *study, job.cfg.scorer, stream_seed(job.cfg.seed, "correlate"), c.reference, list(c.normalizations))
     job.table("scores", SCORES_COLUMNS).add(scores)
@@ -157,6 +157,8 @@ def finish(job: Job, dense: dict | None) -> dict:
             job.table("timing", TIMING_COLUMNS).add(latency_rows(
                 job.model, job.data.input_shape, cfg.measure.latency_batch_size, repeats=cfg.measure.latency_repeats,
                 shrunk=small))
+    from prunerun.figures.run_plots import plot_run  # matplotlib: imported once the run has finished
+
     plot_run(out_dir)
     summary = dict(dense=dense, pruned=pruned, kept=job.pruner.kept(), total=job.pruner.total(),
                    level=job.pruner.level, out_dir=str(out_dir))
