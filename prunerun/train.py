@@ -14,7 +14,7 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset, TensorDataset
 
 from prunerun.data.device import DeviceImages
 from prunerun.precision import Precision, at_least_float32, loss_scaled
@@ -101,10 +101,47 @@ class SeededExamples(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, key: tuple[int, int]):
-        index, seed = key
+        return self.__getitems__([key])[0]
+
+    def __getitems__(self, keys: list[tuple[int, int]]) -> list:
+        """A batch's examples (the DataLoader asks for them together): the caller's generator state
+        saved and restored once per batch, the generator reseeded per example."""
+        examples = []
         with torch.random.fork_rng(devices=[]):
-            torch.default_generator.manual_seed(seed)
-            return self.dataset[index]
+            for index, seed in keys:
+                torch.default_generator.manual_seed(seed)
+                examples.append(self.dataset[index])
+        return examples
+
+
+class KeySampler(Sampler):
+    """The keys of the current pass, replaced before each: one DataLoader (with its persistent
+    worker processes) serves every pass of a stream."""
+
+    def __init__(self) -> None:
+        self.keys: list[tuple[int, int]] = []
+
+    def __iter__(self):
+        return iter(self.keys)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+def stream_loader(data: Dataset, source: Dataset, batch_size: int, stream: object) -> tuple[DataLoader, KeySampler]:
+    """The DataLoader of ``source`` (``data`` or its un-augmented view) for one batch stream
+    (``stream``: its generator, None for evaluation passes), made on first use and kept on ``data``;
+    workers persist between passes, so a pass does not start processes."""
+    loaders = data.__dict__.setdefault("_loaders", {})
+    key = (id(source), batch_size, id(stream))
+    if key not in loaders:
+        sampler, workers = KeySampler(), worker_count(getattr(data, "num_workers", 0))
+        device = getattr(data, "device", torch.device("cpu"))
+        # a generator of its own: without one, the DataLoader draws worker seeds from the global generator
+        loaders[key] = DataLoader(SeededExamples(source), batch_size=batch_size, sampler=sampler,
+                                  generator=torch.Generator(), num_workers=workers, persistent_workers=workers > 0,
+                                  pin_memory=device.type == "cuda"), sampler
+    return loaders[key]
 
 
 def worker_count(requested: int) -> int:
@@ -125,16 +162,10 @@ def loader_batches(data: Dataset, batch_size: int, generator: torch.Generator | 
         seed = int(torch.randint(2**62, (), generator=generator))
     else:
         source, order, seed = getattr(data, "eval_view", data), list(range(n)), 0
-    keys = [(i, seed + k) for k, i in enumerate(order)]
-    # a generator of its own: without one, the DataLoader draws worker seeds from the global generator
-    loader = DataLoader(SeededExamples(source), batch_size=batch_size, sampler=keys, generator=torch.Generator(),
-                        num_workers=worker_count(getattr(data, "num_workers", 0)), pin_memory=device.type == "cuda")
-    batches = iter(loader)
-    try:
-        for x, y in batches:
-            yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-    finally:  # workers stop now, not when a traceback holding this frame is collected (a 5 s wait)
-        del batches
+    loader, sampler = stream_loader(data, source, batch_size, generator)
+    sampler.keys = [(i, seed + k) for k, i in enumerate(order)]
+    for x, y in loader:
+        yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
 
 def batch_at(data: Dataset, index: torch.Tensor) -> Batch:

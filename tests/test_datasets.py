@@ -3,6 +3,7 @@ path of batch iteration: seeded, the same for any number of workers, on the spli
 from __future__ import annotations
 
 import hashlib
+import itertools
 import pickle
 from pathlib import Path
 
@@ -360,6 +361,21 @@ def test_a_dataloader_split_gives_the_same_batches_for_the_same_seed(lazy_cub):
     torch.rand(100)
     assert torch.equal(x0, first[0][0]) and torch.equal(next(stream)[0], first[1][0])
     torch.set_rng_state(torch_state)
+
+
+def test_streams_keep_one_persistent_loader_each_and_interleaved_streams_do_not_disturb_each_other(lazy_cub):
+    """Two batch streams over one split with worker processes, drawn in turn: each gives the batches
+    it gives alone, and every pass of a stream reuses its loader (its workers are not restarted)."""
+    workers = LazySplit(lazy_cub.train.dataset, lazy_cub.train.eval_view, num_workers=2)
+    alone = [list(itertools.islice(endless_batches(lazy_cub.train, 4, torch.Generator().manual_seed(seed)), 6))
+             for seed in (5, 6)]  # two passes of 3 batches each, without workers
+    streams = [endless_batches(workers, 4, torch.Generator().manual_seed(seed)) for seed in (5, 6)]
+    for k in range(len(alone[0])):
+        for stream, expected in zip(streams, alone):
+            x, y = next(stream)
+            assert torch.equal(x, expected[k][0]) and torch.equal(y, expected[k][1])
+    loaders = list(workers._loaders.values())
+    assert len(loaders) == 2 and all(loader.persistent_workers and loader._iterator is not None for loader, _ in loaders)
 
 
 def test_a_lazy_view_of_tensors_batches_like_the_tensors():
