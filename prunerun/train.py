@@ -1,7 +1,8 @@
 """Train, fine-tune and evaluate: plain functions over a split's minibatches.
 
-An in-memory ``TensorDataset`` (already on the device) is batched by indexing, uint8 images held
-on the device (:class:`prunerun.data.device.DeviceImages`) are augmented there per batch; any other dataset
+An in-memory ``TensorDataset`` (already on the device) is batched by indexing, a split with a
+``batches`` method (uint8 images augmented on the device: :class:`prunerun.data.device.DeviceImages`)
+batches itself; any other dataset
 (a :class:`prunerun.data.LazySplit` read from disk) through a DataLoader, its batches moved to the
 split's device.
 """
@@ -16,7 +17,6 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset, TensorDataset
 
-from prunerun.data.device import DeviceImages
 from prunerun.precision import Precision, at_least_float32, loss_scaled
 from prunerun.pruning.modes import eval_mode
 from prunerun.types import Batch
@@ -60,8 +60,8 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, rate: float) -> None:
 def iterate_batches(data: Dataset, batch_size: int, generator: torch.Generator | None = None) -> Iterator[Batch]:
     """One pass over ``data`` in minibatches, shuffled by ``generator`` when one is given; without
     one it is an evaluation pass, in order, over the split's un-augmented view."""
-    if isinstance(data, DeviceImages):
-        yield from device_batches(data, batch_size, generator)
+    if hasattr(data, "batches"):  # a split that batches itself (images augmented on the device)
+        yield from data.batches(batch_size, generator)
         return
     if not isinstance(data, TensorDataset):
         yield from loader_batches(data, batch_size, generator)
@@ -72,20 +72,6 @@ def iterate_batches(data: Dataset, batch_size: int, generator: torch.Generator |
     for start in range(0, n, batch_size):
         index = order[start:start + batch_size].to(labels.device)
         yield images[index], labels[index]
-
-
-def device_batches(data: DeviceImages, batch_size: int, generator: torch.Generator | None) -> Iterator[Batch]:
-    """One pass over images held on the device: the order drawn as for tensors (same generator, same
-    order), then one seed for the pass's crops and flips; evaluation passes are plain and in order."""
-    n = len(data)
-    if generator is None:
-        for start in range(0, n, batch_size):
-            yield data.plain(torch.arange(start, min(start + batch_size, n)))
-        return
-    order = torch.randperm(n, generator=generator)
-    augment = torch.Generator().manual_seed(int(torch.randint(2**62, (), generator=generator)))
-    for start in range(0, n, batch_size):
-        yield data.augmented(order[start:start + batch_size], augment)
 
 
 class SeededExamples(Dataset):
@@ -172,7 +158,7 @@ def batch_at(data: Dataset, index: torch.Tensor) -> Batch:
     """The examples at ``index`` as one batch on the split's device (un-augmented for a lazy split)."""
     if isinstance(data, TensorDataset):
         return tuple(t[index.to(t.device)] for t in data.tensors)
-    if isinstance(data, DeviceImages):
+    if hasattr(data, "plain"):
         return data.plain(index)
     subset = data.subset(index.tolist()) if hasattr(data, "subset") else Subset(data, index.tolist())
     return next(iterate_batches(subset, len(index)))

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
+import torchvision.transforms.functional as TF
 from PIL import Image
 from torch.utils.data import TensorDataset
 from torchvision.datasets import CIFAR10, CIFAR100, Flowers102
@@ -18,6 +19,8 @@ from torchvision.datasets import CIFAR10, CIFAR100, Flowers102
 from prunerun.config import DatasetConfig
 from prunerun.data import DataSplits, LazySplit, build_dataset, list_datasets, split_labels
 from prunerun.data.cifar import STATS
+from prunerun.data.device import DeviceImages
+from prunerun.data.images import IMAGENET_MEAN, IMAGENET_STD
 from prunerun.errors import UserError
 from prunerun.train import batch_at, endless_batches, evaluate, iterate_batches
 
@@ -253,6 +256,12 @@ def test_tiny_imagenet_reads_val_annotations_as_test_without_touching_the_folder
     x, y = next(iterate_batches(splits.test, 5))
     assert x.shape == (5, 3, 64, 64) and y.tolist() == [order.index(w) for w in val_wnids]
     assert sorted(split_labels(splits.val).tolist()) == [0, 1, 2]
+    # decoded once into uint8 on the device: the test images are the files' pixels, normalised
+    assert all(isinstance(split, DeviceImages) for split in (splits.train, splits.val, splits.test))
+    first = sorted((folder / "val" / "images").glob("*.JPEG"))[0]
+    pixels = TF.pil_to_tensor(Image.open(first).convert("RGB"))
+    expected = TF.normalize(TF.convert_image_dtype(pixels, torch.float32), IMAGENET_MEAN, IMAGENET_STD)
+    torch.testing.assert_close(x[0], expected, rtol=0, atol=1e-5)
     assert snapshot(tmp_path) == before
 
 

@@ -3,6 +3,7 @@ fp16's gradient scaler, read the true gradient; channels-last and torch.compile 
 from __future__ import annotations
 
 import copy
+import sys
 
 import pandas as pd
 import pytest
@@ -51,7 +52,11 @@ def test_gate_statistics_are_float32_and_the_true_gradients_whatever_the_precisi
 
 
 @pytest.mark.parametrize("option", ["train.channels_last=true", "train.compile=true"])
-def test_channels_last_and_compile_train_the_same_net(tiny_config, tmp_path, option):
+def test_channels_last_and_compile_train_the_same_net(tiny_config, tmp_path, option, monkeypatch):
+    if "distutils" in sys.modules and "setuptools" not in sys.modules["distutils"].__file__:
+        # another test imported the standard library's distutils; inductor's import of setuptools would
+        # then refuse to replace it (setuptools' distutils hack), so leave the standard one in place
+        monkeypatch.setenv("SETUPTOOLS_USE_DISTUTILS", "stdlib")
     for name, extra in (("plain", ()), ("option", (option,))):
         run(tiny_config(*extra, *QUICK), tmp_path / name)
     plain, other = (pd.read_csv(tmp_path / name / "pruning.csv") for name in ("plain", "option"))

@@ -11,7 +11,7 @@ same batches on any device.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -71,6 +71,19 @@ class DeviceImages(Dataset):
         index = index.to(self.device)
         images = crop_and_flip(self.images[index], offsets.to(self.device), flips.to(self.device), self.padding)
         return self.normalise(images), self.labels[index]
+
+    def batches(self, batch_size: int, generator: torch.Generator | None = None) -> Iterator[Batch]:
+        """One pass in minibatches: the order drawn as for tensors (same generator, same order),
+        then one seed for the pass's crops and flips; without a generator, plain and in order."""
+        n = len(self)
+        if generator is None:
+            for start in range(0, n, batch_size):
+                yield self.plain(torch.arange(start, min(start + batch_size, n)))
+            return
+        order = torch.randperm(n, generator=generator)
+        augment = torch.Generator().manual_seed(int(torch.randint(2**62, (), generator=generator)))
+        for start in range(0, n, batch_size):
+            yield self.augmented(order[start:start + batch_size], augment)
 
     def subset(self, index: Sequence[int]) -> TensorDataset:
         """The examples at ``index``, un-augmented, as an in-memory tensor split."""

@@ -104,6 +104,24 @@ def test_subset(labels: Sequence[int], size: int, seed: int) -> torch.Tensor:
     return stratified_order(labels, seed)[:size]
 
 
+def held_out_indices(cfg, seed: int, labels: Sequence[int], test_labels: Sequence[int]) -> tuple[list[int], ...]:
+    """Indices of the train and val examples among the training files (val stratified, seeded) and
+    of the test examples among the official test files."""
+    train_size, val_size, _ = split_sizes(len(labels), cfg.train_size, held_out_size(cfg, len(labels)), 0)
+    order = stratified_order(torch.as_tensor(labels, dtype=torch.long), seed).tolist()
+    return order[:train_size], order[train_size:train_size + val_size], test_subset(test_labels, cfg.test_size, seed).tolist()
+
+
+def decoded(files: Sequence[Path], source: str, workers: int) -> torch.Tensor:
+    """Every image of ``files`` decoded once (RGB, PIL) into one uint8 tensor ``[N, 3, H, W]``, read
+    by ``workers`` DataLoader processes; a file that cannot be read is a :class:`DataError`."""
+    from torch.utils.data import DataLoader  # noqa: PLC0415 (only the in-memory image datasets need it)
+
+    images = ImageList(files, [0] * len(files), T.PILToTensor(), source)
+    loader = DataLoader(images, batch_size=256, num_workers=workers)
+    return torch.cat([batch for batch, _ in loader]) if len(files) else torch.empty(0, 3, 0, 0, dtype=torch.uint8)
+
+
 def held_out_splits(cfg, seed: int, train: Dataset, train_plain: Dataset, labels: Sequence[int],
                     test: Dataset, test_labels: Sequence[int], num_classes: int,
                     input_shape: tuple[int, ...]) -> DataSplits:
@@ -112,12 +130,8 @@ def held_out_splits(cfg, seed: int, train: Dataset, train_plain: Dataset, labels
     ``train`` and ``train_plain`` read the same files, with and without augmentation; val and every
     evaluation read the plain one.
     """
-    val_size = held_out_size(cfg, len(labels))
-    train_size, val_size, _ = split_sizes(len(labels), cfg.train_size, val_size, 0)
+    train_index, val_index, test_index = held_out_indices(cfg, seed, labels, test_labels)
     labels = torch.as_tensor(labels, dtype=torch.long)
-    order = stratified_order(labels, seed).tolist()
-    train_index, val_index = order[:train_size], order[train_size:train_size + val_size]
-    test_index = test_subset(test_labels, cfg.test_size, seed).tolist()
     workers = cfg.num_workers
     return DataSplits(
         LazySplit(Subset(train, train_index), Subset(train_plain, train_index), workers, labels=labels[train_index]),

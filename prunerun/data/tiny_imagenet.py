@@ -3,16 +3,20 @@
 ``val/val_annotations.txt`` (file, wnid, box per line). The official val set (10,000) is the test
 set, read through its annotations so the user's folder is never rearranged; val is held out of
 the 100,000 training images. 64×64 images, CIFAR-style augmentation (random crop with 4-pixel
-padding, horizontal flip), ImageNet normalisation.
+padding, horizontal flip), ImageNet normalisation. The images (1.2 GB as uint8) are decoded once
+when the dataset is built and live on the training device, augmented there per batch
+(:class:`prunerun.data.device.DeviceImages`).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from prunerun.data import DataSplits, register_dataset
-from prunerun.data.images import (IMAGENET_MEAN, IMAGENET_STD, DataError, ImageList, check_files, dataset_folder,
-                                  held_out_splits, missing, native_size, read_file, refuse_download,
-                                  small_image_transforms, with_transform)
+from prunerun.data.device import DeviceImages
+from prunerun.data.images import (IMAGENET_MEAN, IMAGENET_STD, DataError, check_files, dataset_folder, decoded,
+                                  held_out_indices, missing, native_size, read_file, refuse_download)
 
 FOLDER = "tiny-imagenet-200"
 LAYOUT = (f"{FOLDER}/ holding wnids.txt, train/<wnid>/images/*.JPEG, val/images/*.JPEG and "
@@ -65,10 +69,11 @@ def tiny_imagenet(cfg, seed: int) -> DataSplits:
                         + (f"val_annotations.txt names classes missing from wnids.txt ({', '.join(unknown[:3])})"
                            if unknown else "wnids.txt names no class"))
     size = native_size(cfg, 64, "tiny_imagenet")
-    train_tf, eval_tf = small_image_transforms(size, IMAGENET_MEAN, IMAGENET_STD, cfg.augment)
-    labels = [index[wnid] for _, wnid in train_files]
-    test_labels = [index[wnid] for _, wnid in test_files]
-    train = ImageList([path for path, _ in train_files], labels, train_tf, SOURCE)
-    test = ImageList([path for path, _ in test_files], test_labels, eval_tf, SOURCE)
-    return held_out_splits(cfg, seed, train, with_transform(train, eval_tf), labels, test, test_labels,
-                           num_classes=len(wnids), input_shape=(3, size, size))
+    labels = torch.tensor([index[wnid] for _, wnid in train_files])
+    test_labels = torch.tensor([index[wnid] for _, wnid in test_files])
+    train_index, val_index, test_index = held_out_indices(cfg, seed, labels, test_labels)
+    split = lambda files, split_labels, at, augment: DeviceImages(  # noqa: E731
+        decoded([files[i][0] for i in at], SOURCE, cfg.num_workers), split_labels[at], IMAGENET_MEAN, IMAGENET_STD,
+        padding=4 if augment else 0, flip=augment)
+    return DataSplits(split(train_files, labels, train_index, cfg.augment), split(train_files, labels, val_index, False),
+                      split(test_files, test_labels, test_index, False), len(wnids), (3, size, size))

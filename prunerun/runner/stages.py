@@ -28,6 +28,20 @@ log = logging.getLogger("prunerun")
 DENSE_CHECKPOINT = "dense.ckpt"
 
 
+def correlate(*args, **kwargs):
+    """:func:`prunerun.measure.correlation.correlate`, imported (with scipy) by the runs that correlate."""
+    from prunerun.measure.correlation import correlate as correlate_all
+
+    return correlate_all(*args, **kwargs)
+
+
+def plot_run(out_dir: Path) -> None:
+    """:func:`prunerun.figures.run_plots.plot_run`, imported (with matplotlib) once a run has finished."""
+    from prunerun.figures.run_plots import plot_run as plot
+
+    plot(out_dir)
+
+
 def dense_sources(job: Job) -> tuple[Path, Path | None]:
     """Where a dense state may be: the run folder's checkpoint, then the cache entry of its dense key."""
     cfg = job.cfg
@@ -73,8 +87,6 @@ def correlation_data(job: Job) -> tuple[list, list]:
 
 def correlate_criteria(job: Job, study: tuple[list, list]) -> None:
     """scores.csv and correlation.csv: every criterion and the reference on one fixed subset."""
-    from prunerun.measure.correlation import correlate  # scipy: imported by the runs that correlate
-
     c = job.cfg.correlate
     scores, correlations = correlate(job.model, *study, job.cfg.scorer, stream_seed(job.cfg.seed, "correlate"), c.reference, list(c.normalizations))
     job.table("scores", SCORES_COLUMNS).add(scores)
@@ -157,8 +169,6 @@ def finish(job: Job, dense: dict | None) -> dict:
             job.table("timing", TIMING_COLUMNS).add(latency_rows(
                 job.model, job.data.input_shape, cfg.measure.latency_batch_size, repeats=cfg.measure.latency_repeats,
                 shrunk=small))
-    from prunerun.figures.run_plots import plot_run  # matplotlib: imported once the run has finished
-
     plot_run(out_dir)
     summary = dict(dense=dense, pruned=pruned, kept=job.pruner.kept(), total=job.pruner.total(),
                    level=job.pruner.level, out_dir=str(out_dir))
