@@ -67,7 +67,8 @@ class DeviceImages(Dataset):
     def augmented(self, index: torch.Tensor, generator: torch.Generator) -> Batch:
         """The examples at ``index``, each cropped and flipped by draws from ``generator`` (CPU)."""
         offsets = torch.randint(0, 2 * self.padding + 1, (len(index), 2), generator=generator)
-        flips = torch.rand(len(index), generator=generator) < 0.5 if self.flip else torch.zeros(len(index), dtype=torch.bool)
+        flips = torch.rand(len(index), generator=generator) < 0.5
+        flips &= self.flip  # drawn either way, so the offsets of later batches do not depend on the flag
         index = index.to(self.device)
         images = crop_and_flip(self.images[index], offsets.to(self.device), flips.to(self.device), self.padding)
         return self.normalise(images), self.labels[index]
@@ -90,4 +91,5 @@ class DeviceImages(Dataset):
         return TensorDataset(*self.plain(torch.as_tensor(index)))
 
     def to(self, device: torch.device | str) -> DeviceImages:
-        return DeviceImages(self.images.to(device), self.labels.to(device), self.mean, self.std, self.padding, self.flip)
+        images, labels = self.images.to(device), self.labels.to(device)
+        return DeviceImages(images, labels, self.mean, self.std, self.padding, self.flip)

@@ -109,7 +109,8 @@ def held_out_indices(cfg, seed: int, labels: Sequence[int], test_labels: Sequenc
     of the test examples among the official test files."""
     train_size, val_size, _ = split_sizes(len(labels), cfg.train_size, held_out_size(cfg, len(labels)), 0)
     order = stratified_order(torch.as_tensor(labels, dtype=torch.long), seed).tolist()
-    return order[:train_size], order[train_size:train_size + val_size], test_subset(test_labels, cfg.test_size, seed).tolist()
+    test_index = test_subset(test_labels, cfg.test_size, seed).tolist()
+    return order[:train_size], order[train_size:train_size + val_size], test_index
 
 
 def decoded(files: Sequence[Path], source: str, workers: int) -> torch.Tensor:

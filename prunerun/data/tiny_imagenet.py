@@ -75,5 +75,5 @@ def tiny_imagenet(cfg, seed: int) -> DataSplits:
     split = lambda files, split_labels, at, augment: DeviceImages(  # noqa: E731
         decoded([files[i][0] for i in at], SOURCE, cfg.num_workers), split_labels[at], IMAGENET_MEAN, IMAGENET_STD,
         padding=4 if augment else 0, flip=augment)
-    return DataSplits(split(train_files, labels, train_index, cfg.augment), split(train_files, labels, val_index, False),
-                      split(test_files, test_labels, test_index, False), len(wnids), (3, size, size))
+    train, val = split(train_files, labels, train_index, cfg.augment), split(train_files, labels, val_index, False)
+    return DataSplits(train, val, split(test_files, test_labels, test_index, False), len(wnids), (3, size, size))

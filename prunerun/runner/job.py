@@ -156,8 +156,9 @@ class Job:
             loss, correct = train_step(forward, optimizer, x, y, self.precision)
             self.step += 1
             if not torch.isfinite(loss):
+                rate = optimizer.param_groups[0]["lr"]
                 raise UserError(f"the training loss is {float(loss)} at update {self.step} ({phase}, learning rate "
-                                f"{optimizer.param_groups[0]['lr']:g}); nothing is cached: lower train.lr (prune.lr when fine-tuning) or check the data")
+                                f"{rate:g}); nothing is cached: lower train.lr (prune.lr when fine-tuning) or check the data")
             running.add(loss, correct, len(y))
             if self.step % t.eval_every == 0:
                 self._log_metrics(phase, running.pop())
