@@ -16,6 +16,11 @@ def digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
+WITHOUT_EFFECT = ("log",)  # sections that change what a job says, never what it computes
+
+
 def config_hash(cfg) -> str:
-    """Hash of the whole validated config: a folder's results belong to exactly one config."""
-    return digest(dataclasses.asdict(cfg))
+    """Hash of the whole validated config but the sections of :data:`WITHOUT_EFFECT`: a folder's
+    results belong to exactly one config."""
+    values = dataclasses.asdict(cfg)
+    return digest({key: value for key, value in values.items() if key not in WITHOUT_EFFECT})

@@ -367,6 +367,16 @@ class CacheConfig:
 
 
 @dataclass
+class LogConfig:
+    """What a job says while it runs (outside a terminal; a terminal shows progress bars)."""
+
+    every_s: float = 60.0  # seconds between progress lines: phase, done/total, rate, time left
+
+    def __post_init__(self) -> None:
+        _check(self.every_s >= 0, f"log.every_s={self.every_s} must be >= 0")
+
+
+@dataclass
 class Config:
     dataset: DatasetConfig = MISSING
     model: ModelConfig = MISSING
@@ -378,6 +388,7 @@ class Config:
     correlate: CorrelateConfig = field(default_factory=CorrelateConfig)
     attack: AttackConfig = field(default_factory=AttackConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
+    log: LogConfig = field(default_factory=LogConfig)
     seed: int = 0
     device: str = "auto"
 

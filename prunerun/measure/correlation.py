@@ -18,6 +18,7 @@ from scipy.stats import ConstantInputWarning, spearmanr
 from torch import nn
 
 from prunerun.config import ScorerConfig
+from prunerun.progress import progress
 from prunerun.pruning import alive_units
 from prunerun.pruners.units import score, statistics
 from prunerun.scorers.units import Scorer, Scores
@@ -33,7 +34,7 @@ def score_all(model: nn.Module, scorers: list[Scorer], batches: list[Batch], opt
     return {
         scorer.name: {k: v.detach().float().cpu()
                       for k, v in score(scorer, model, stats, torch.Generator().manual_seed(seed), batches, options).items()}
-        for scorer in scorers
+        for scorer in progress(scorers, len(scorers), "correlation study", "criteria")
     }
 
 

@@ -30,6 +30,7 @@ from prunerun.pruning.modes import forward_hooks, set_eval_mode
 from prunerun.pruning.units import gates_of
 from prunerun.scorers.units import Scorer, get_scorer
 from prunerun.scorers.units.selection import select_units
+from prunerun.progress import progress
 from prunerun.seeds import generator
 from prunerun.train import endless_batches, evaluate, iterate_batches, make_optimizer, train_step
 
@@ -88,7 +89,7 @@ class PenaltyMeasurer:
         means = fills(stats)
         squares = self._squares(model, batches, means) if self.record_selected else {}
         rows = []
-        for scorer in self.scorers:
+        for scorer in progress(self.scorers, len(self.scorers), f"penalties at update {step}", "scorers"):
             scores = score(scorer, model, stats, stream, batches)
             for fraction in self.cfg.fractions:
                 for target, names in self.layer_groups.items():

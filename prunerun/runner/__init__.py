@@ -14,6 +14,7 @@ from prunerun.config import Config
 from prunerun.errors import UserError
 from prunerun.files import check_writable
 from prunerun.hashing import config_hash
+from prunerun.progress import log_every
 from prunerun.provenance import read_done, write_run_record
 from prunerun.runner.callbacks import create_measurers, start_training
 from prunerun.runner.job import Job, build_job, load_plugins, open_tables, pruning_level, resolve_device, seed_everything
@@ -62,6 +63,7 @@ def start(cfg: Config, out_dir: Path, overrides: str, digest: str) -> Job:
     """Check the config against the registries, build the job and everything it measures (a bad
     setting fails here, before anything is written), then open the run folder."""
     seed_everything(cfg.seed)
+    log_every(cfg.log.every_s)
     device = resolve_device(cfg.device)
     load_plugins(cfg)
     level = pruning_level(cfg.schedule.name, cfg.scorer.name, cfg.prune.level)

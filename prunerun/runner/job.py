@@ -12,7 +12,6 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from prunerun.config import Config
 from prunerun.data import DATASETS, DataSplits, build_dataset
@@ -23,6 +22,7 @@ from prunerun.pruning.units import alive_units, gate_of, unit_layers
 from prunerun.models import build_model
 from prunerun.plugins import load_plugin
 from prunerun.precision import Precision, make_precision
+from prunerun.progress import progress
 from prunerun.pruners import Pruner, UnitPruner, WeightPruner
 from prunerun.pruners.weights import balanced_batches, fixed_batches
 from prunerun.results import METRICS_COLUMNS, PENALTIES_COLUMNS, PRUNING_COLUMNS, CsvTable, run_identifiers
@@ -149,7 +149,7 @@ class Job:
         running = RunningMean()
         self.model.train()
         forward = self.compiled if phase == "train" and self.compiled is not None else self.model
-        for _ in tqdm(range(updates), desc=phase, disable=None, leave=False):
+        for _ in progress(range(updates), updates, phase):
             x, y = next(self.batches)
             if t.channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)

@@ -13,6 +13,7 @@ from prunerun.checkpoint import load as load_state
 from prunerun.checkpoint import save as save_state
 from prunerun.files import atomic_write
 from prunerun.measure.latency import latency_rows
+from prunerun.progress import progress
 from prunerun.provenance import write_done
 from prunerun.pruners.sparse_units import sparse_unit_rows, without_sparse_units
 from prunerun.pruning.export import save_pruned
@@ -105,7 +106,7 @@ def prune_after_training(job: Job, events: list[PruneEvent]) -> None:
         log.warning("prune.flops_lambda changes nothing with prune.selection=per_layer: "
                     "Θ_flops is the same for every unit of a layer; use prune.selection=global")
     flops, target, optimizer = job.record(0, "dense"), cfg.prune.target_flops, None
-    for event in events:
+    for event in progress(events, len(events), "pruning", "steps"):
         if target is not None and flops <= target:
             break
         with job.pruner.observe():  # the scorer's statistics from the fine-tuning updates, if any
@@ -131,7 +132,7 @@ def prune_before_training(job: Job, events: list[PruneEvent]) -> None:
         return
     job.pruner.start_at_init(len(events))
     job.record(0, "init")
-    for event in events:
+    for event in progress(events, len(events), "masks", "steps"):
         job.prune(event, "pruned", job.cfg.prune.eval_every)
     job.record_pending()
 
